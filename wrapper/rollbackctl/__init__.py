@@ -1,0 +1,3 @@
+"""rollbackctl: run the sre.rollback runbook from CI pipelines and terminals."""
+
+__version__ = "0.1.0"

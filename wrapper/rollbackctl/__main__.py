@@ -1,0 +1,3 @@
+from rollbackctl.cli import main
+
+main()
