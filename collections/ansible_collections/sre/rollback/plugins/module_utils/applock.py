@@ -1,0 +1,99 @@
+# GPL-3.0-or-later
+"""One lock per application on a host, shared by deploy and every rollback level.
+
+The lock is a file created with O_EXCL that records its owner (user, controller host,
+pid, run id, time). A second run fails fast naming the owner; a stale lock is broken only
+when asked explicitly; the owner's own run may take it again (re-entrant per run id).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+LOCK_NAME = ".rollback.lock"
+
+
+def lock_path(app_root: str) -> str:
+    return os.path.join(app_root, LOCK_NAME)
+
+
+def read_owner(app_root: str) -> dict[str, Any] | None:
+    try:
+        with open(lock_path(app_root), encoding="utf-8") as handle:
+            owner = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"run_id": "?", "damaged": True}
+    return owner if isinstance(owner, dict) else {"run_id": "?", "damaged": True}
+
+
+def describe(owner: dict[str, Any]) -> str:
+    age = ""
+    if isinstance(owner.get("epoch"), (int, float)):
+        age = f", {int(time.time() - owner['epoch'])} s ago"
+    return (
+        f"run {owner.get('run_id', '?')} by {owner.get('user', '?')}@{owner.get('host', '?')} "
+        f"(pid {owner.get('pid', '?')}, {owner.get('action', '?')}) since "
+        f"{owner.get('time', '?')}{age}"
+    )
+
+
+def acquire(app_root: str, owner: dict[str, Any], break_stale: bool = False) -> dict[str, Any]:
+    """Take the lock. Returns {acquired, changed, owner, broken, msg}."""
+    record = dict(owner)
+    record["epoch"] = time.time()
+    record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path = lock_path(app_root)
+    broken = None
+    for _attempt in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            held = read_owner(app_root) or {}
+            if held.get("run_id") == owner.get("run_id"):
+                return {"acquired": True, "changed": False, "owner": held, "broken": None}
+            if not break_stale:
+                return {
+                    "acquired": False,
+                    "changed": False,
+                    "owner": held,
+                    "broken": None,
+                    "msg": f"{app_root} is locked by {describe(held)}. Wait for that run to "
+                    "finish; if it crashed, run again with the lock-break flag "
+                    "(rollback_break_lock=true) to break the stale lock.",
+                }
+            broken = held
+            os.unlink(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return {"acquired": True, "changed": True, "owner": record, "broken": broken}
+    return {
+        "acquired": False,
+        "changed": False,
+        "owner": read_owner(app_root),
+        "broken": broken,
+        "msg": f"{path} was re-created while breaking it: another run is starting now",
+    }
+
+
+def release(app_root: str, run_id: str) -> dict[str, Any]:
+    """Drop the lock if this run holds it. Never drops another run's lock."""
+    held = read_owner(app_root)
+    if held is None:
+        return {"released": False, "changed": False, "owner": None}
+    if held.get("run_id") != run_id:
+        return {
+            "released": False,
+            "changed": False,
+            "owner": held,
+            "msg": f"lock is held by {describe(held)}, not by run {run_id}: left in place",
+        }
+    os.unlink(lock_path(app_root))
+    return {"released": True, "changed": True, "owner": held}

@@ -1,0 +1,197 @@
+#!/usr/bin/python
+# GPL-3.0-or-later
+"""Health gate: poll a URL from the host until it answers well several times in a row."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: health_check
+short_description: Wait until a health endpoint succeeds several times in a row, before a deadline
+version_added: "0.1.0"
+description:
+  - Polls I(url) from the managed host (so the check sees what the host sees, behind any
+    load balancer) until it has answered I(status) I(successes) times in a row, or fails
+    when I(deadline) seconds pass first. One module call, however many attempts.
+  - Optionally checks that a key of the JSON body has an expected value (for example the
+    version the host should now run).
+author:
+  - SRE rollback team
+attributes:
+  check_mode:
+    support: full
+    description: The check is read-only, so it runs in check mode too (unless I(skip_in_check_mode)).
+  diff_mode:
+    support: none
+options:
+  url:
+    description: URL to poll.
+    type: str
+    required: true
+  status:
+    description: HTTP status codes that count as healthy.
+    type: list
+    elements: int
+    default: [200]
+  successes:
+    description: Consecutive healthy answers needed.
+    type: int
+    default: 3
+  interval:
+    description: Seconds between attempts.
+    type: float
+    default: 0.5
+  timeout:
+    description: Seconds one request may take.
+    type: float
+    default: 3
+  deadline:
+    description: Seconds after which the check fails.
+    type: float
+    default: 60
+  json_expect:
+    description: Keys of the JSON body and the values they must have.
+    type: dict
+    default: {}
+  skip_in_check_mode:
+    description: Do not poll in check mode (the service was not really restarted).
+    type: bool
+    default: true
+"""
+
+EXAMPLES = r"""
+- name: Wait for the application to be healthy on the release we switched to
+  sre.rollback.health_check:
+    url: http://127.0.0.1:8080/health
+    successes: 3
+    deadline: 60
+    json_expect:
+      version: v1.2.3-stable
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether the check passed.
+  returned: always
+  type: bool
+attempts:
+  description: Requests made.
+  returned: always
+  type: int
+elapsed:
+  description: Seconds spent.
+  returned: always
+  type: float
+last_status:
+  description: Status of the last answer (0 when the connection failed).
+  returned: always
+  type: int
+last_error:
+  description: What the last failed attempt saw.
+  returned: always
+  type: str
+"""
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def probe(url: str, timeout: float) -> tuple[int, str]:
+    # main() accepts only http(s) URLs, so no file: or custom scheme reaches urlopen.
+    request = urllib.request.Request(url, headers={"User-Agent": "sre.rollback-health-check"})  # noqa: S310
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            return answer.status, answer.read(65536).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(65536).decode("utf-8", "replace")
+    except (OSError, ValueError) as exc:
+        return 0, str(getattr(exc, "reason", exc))
+
+
+def judge(status: int, body: str, p: dict[str, Any]) -> str | None:
+    """None when the answer is healthy, else what was wrong with it."""
+    if status not in p["status"]:
+        return f"status {status}: {body.strip()[:200]}" if status else body
+    if p["json_expect"]:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return f"body is not JSON: {body.strip()[:200]}"
+        for key, want in p["json_expect"].items():
+            if str(data.get(key)) != str(want):
+                return f"{key} is {data.get(key)!r}, expected {want!r}"
+    return None
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "url": {"type": "str", "required": True},
+            "status": {"type": "list", "elements": "int", "default": [200]},
+            "successes": {"type": "int", "default": 3},
+            "interval": {"type": "float", "default": 0.5},
+            "timeout": {"type": "float", "default": 3.0},
+            "deadline": {"type": "float", "default": 60.0},
+            "json_expect": {"type": "dict", "default": {}},
+            "skip_in_check_mode": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if not p["url"].startswith(("http://", "https://")):
+        module.fail_json(msg=f"url must be http:// or https://, not {p['url']!r}")
+    if module.check_mode and p["skip_in_check_mode"]:
+        module.exit_json(
+            changed=False,
+            skipped=True,
+            healthy=None,
+            attempts=0,
+            elapsed=0.0,
+            last_status=0,
+            last_error="",
+            msg="check mode: health check not run",
+        )
+    started = time.monotonic()
+    streak = attempts = last_status = 0
+    last_error = ""
+    while True:
+        attempts += 1
+        last_status, body = probe(p["url"], p["timeout"])
+        problem = judge(last_status, body, p)
+        if problem is None:
+            streak += 1
+            if streak >= p["successes"]:
+                break
+        else:
+            streak, last_error = 0, problem
+        elapsed = time.monotonic() - started
+        if elapsed + p["interval"] > p["deadline"]:
+            module.fail_json(
+                msg=f"{p['url']} was not healthy {p['successes']} times in a row within "
+                f"{p['deadline']} s ({attempts} attempts; last: {last_error}). "
+                "Look at the service's log on this host.",
+                healthy=False,
+                attempts=attempts,
+                elapsed=round(elapsed, 3),
+                last_status=last_status,
+                last_error=last_error,
+            )
+        time.sleep(p["interval"])
+    module.exit_json(
+        changed=False,
+        healthy=True,
+        attempts=attempts,
+        elapsed=round(time.monotonic() - started, 3),
+        last_status=last_status,
+        last_error=last_error,
+    )
+
+
+if __name__ == "__main__":
+    main()

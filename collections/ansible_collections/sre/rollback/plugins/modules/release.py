@@ -1,0 +1,695 @@
+#!/usr/bin/python
+# GPL-3.0-or-later
+"""The atomic release step on one host: inspect, build, switch, record, lock."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: release
+short_description: Inspect, build, switch and record application releases atomically
+version_added: "0.1.0"
+description:
+  - Manages the release layout of one application on a host
+    (C(<app_root>/releases/<id>/), C(<app_root>/shared/), the C(current) symlink and the
+    release log C(<app_root>/releases.log), JSON lines).
+  - C(state=inspect) reports the current release, every known release with its state
+    (current, good, bad) and whether it is on disk, the lock holder, and the commits of the
+    repository's tags as this host sees them.
+  - C(state=switched) takes the application lock, makes sure the release is on disk and
+    intact (its recorded commit and file manifest match; the fast path), otherwise builds it
+    from the git tag (the rebuild path; a damaged copy is moved aside, never deleted),
+    switches C(current) with an atomic rename, records the change in the release log and
+    prunes old releases. All of it is one module call, so a rollback costs one task per host.
+  - C(state=present) does the same without switching (to run hooks against the built release).
+  - C(state=marked) records a release as good or bad. C(state=unlocked) releases the lock
+    held by a run.
+author:
+  - SRE rollback team
+attributes:
+  check_mode:
+    support: full
+    description: Reports the plan (before, after, fast or rebuild) and changes nothing.
+  diff_mode:
+    support: full
+    description: Shows where C(current) points before and after.
+options:
+  app_root:
+    description: Root directory of the application on the host.
+    type: path
+    required: true
+  state:
+    description: What to do.
+    type: str
+    choices: [inspect, present, switched, marked, unlocked]
+    default: inspect
+  release:
+    description:
+      - Release id to switch to or mark (C(<tag>-g<short commit>)). Derived from I(tag) and
+        I(commit) when omitted.
+    type: str
+  tag:
+    description: Git tag of the release.
+    type: str
+  commit:
+    description: Full commit id the tag must resolve to (guards against moved tags).
+    type: str
+  repo:
+    description: Git repository (path or URL) the release is built from.
+    type: str
+  build_command:
+    description:
+      - Shell command run in the new release directory to build it, with C(RELEASE_ID),
+        C(RELEASE_TAG) and C(RELEASE_COMMIT) in its environment. Empty means no build.
+    type: str
+    default: ""
+  build_timeout:
+    description: Seconds the build may take.
+    type: int
+    default: 600
+  shared_paths:
+    description: Paths inside a release that are links into C(<app_root>/shared/).
+    type: list
+    elements: str
+    default: []
+  keep:
+    description: Releases to keep on disk (current, the last good one and bad ones are kept too).
+    type: int
+    default: 5
+  previous_state:
+    description: State recorded for the release that C(current) pointed at before the switch.
+    type: str
+    choices: [good, bad]
+    default: good
+  mark:
+    description: State to record with C(state=marked).
+    type: str
+    choices: [good, bad]
+  event:
+    description: Event name written to the release log (deploy, rollback, revert...).
+    type: str
+    default: deploy
+  reason:
+    description: Why; written to the release log.
+    type: str
+  run_id:
+    description: Id of the run; takes the application lock with it when set.
+    type: str
+  user:
+    description: Who runs this (written to the lock and the release log).
+    type: str
+  controller:
+    description: Host and pid of the controller, for the lock owner record.
+    type: str
+  break_lock:
+    description: Break a lock held by another run (use only for a crashed run's stale lock).
+    type: bool
+    default: false
+  verify:
+    description: Re-hash every file of an existing release before trusting it (C(full)) or trust its recorded commit (C(commit)).
+    type: str
+    choices: [full, commit]
+    default: full
+  tags_pattern:
+    description: With C(state=inspect), report the repository tags matching this regex.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Switch to the last stable release (fast path when it is still on disk)
+  sre.rollback.release:
+    app_root: /opt/demo-app
+    state: switched
+    tag: v1.2.3-stable
+    commit: 5f2c0d1e8a9b7c6d5e4f3a2b1c0d9e8f7a6b5c4d
+    repo: /srv/git/demo-app.git
+    build_command: ./build
+    shared_paths: [uploads]
+    previous_state: bad
+    event: rollback
+    run_id: "{{ rollback_run_id }}"
+
+- name: What is on this host
+  sre.rollback.release:
+    app_root: /opt/demo-app
+    repo: /srv/git/demo-app.git
+    tags_pattern: "-stable$"
+  register: releases
+"""
+
+RETURN = r"""
+current:
+  description: The release C(current) points at after the call (before, in check mode).
+  returned: always
+  type: dict
+  sample: {release: v1.2.3-stable-g5f2c0d1e8a, tag: v1.2.3-stable, commit: 5f2c0d1e...}
+before:
+  description: The release C(current) pointed at before the call.
+  returned: when state=switched
+  type: dict
+after:
+  description: The release C(current) points at after the call.
+  returned: when state=switched
+  type: dict
+path:
+  description: C(none) (already current), C(fast) (switched to an intact release on disk) or C(rebuild).
+  returned: when state=switched
+  type: str
+timings:
+  description: Seconds spent in each phase (lock, verify, fetch, build, switch, prune).
+  returned: when state=switched
+  type: dict
+releases:
+  description: Every known release with tag, commit, state, on_disk.
+  returned: when state=inspect
+  type: dict
+repo_tags:
+  description: Tag to commit, as this host's view of the repository resolves them.
+  returned: when state=inspect and tags_pattern is set
+  type: dict
+lock:
+  description: The lock owner record (or null).
+  returned: always
+  type: dict
+pruned:
+  description: Release directories removed by retention.
+  returned: when state=switched
+  type: list
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sre.rollback.plugins.module_utils import applock
+from ansible_collections.sre.rollback.plugins.module_utils.releases import (
+    MANIFEST_NAME,
+    META_NAME,
+    append_log,
+    log_entry,
+    read_log,
+    release_id,
+    release_states,
+)
+
+
+class ReleaseError(Exception):
+    """A failure with a message that tells the user what to do."""
+
+
+def releases_dir(app_root: str) -> str:
+    return os.path.join(app_root, "releases")
+
+
+def current_release(app_root: str) -> str | None:
+    link = os.path.join(app_root, "current")
+    if not os.path.islink(link):
+        return None
+    return os.path.basename(os.readlink(link).rstrip("/"))
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    try:
+        with open(os.path.join(path, META_NAME), encoding="utf-8") as handle:
+            meta = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def file_manifest(root: str, skip: set[str]) -> dict[str, str]:
+    """sha256 of every file (and the target of every link) below root, by relative path."""
+    manifest: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if os.path.normpath(os.path.join(rel_dir, d)) not in skip
+            and not os.path.islink(os.path.join(dirpath, d))
+        ]
+        names = filenames + [
+            d
+            for d in os.listdir(dirpath)
+            if os.path.islink(os.path.join(dirpath, d)) and d not in filenames
+        ]
+        for name in names:
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            if rel in skip or rel == "__pycache__" or "/__pycache__/" in f"/{rel}":
+                continue
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                manifest[rel] = "link:" + os.readlink(full)
+                continue
+            manifest[rel] = sha256_file(full)
+    return manifest
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_skip(shared_paths: list[str]) -> set[str]:
+    return {META_NAME, MANIFEST_NAME, ".git", *(os.path.normpath(p) for p in shared_paths)}
+
+
+def verify_release(path: str, commit: str | None, shared_paths: list[str], mode: str) -> str | None:
+    """None when the release at path is intact, else why it is not."""
+    if not os.path.isdir(path):
+        return "not on disk"
+    meta = read_meta(path)
+    if not meta:
+        return f"{META_NAME} missing or unreadable"
+    if commit and meta.get("commit") != commit:
+        return f"built from {meta.get('commit')}, not {commit}"
+    if mode == "commit":
+        return None
+    try:
+        with open(os.path.join(path, MANIFEST_NAME), encoding="utf-8") as handle:
+            recorded = json.load(handle)
+    except (OSError, ValueError):
+        return f"{MANIFEST_NAME} missing or unreadable"
+    actual = file_manifest(path, manifest_skip(shared_paths))
+    if actual != recorded:
+        changed = sorted(k for k in set(actual) | set(recorded) if actual.get(k) != recorded.get(k))
+        return f"{len(changed)} file(s) differ from the build manifest: {', '.join(changed[:5])}"
+    return None
+
+
+def run(
+    cmd: list[str] | str,
+    cwd: str,
+    env: dict[str, str] | None = None,
+    timeout: int = 600,
+    shell: bool = False,
+) -> str:
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            env=env,
+            shell=shell,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ReleaseError(f"{cmd!r} took longer than {timeout} s in {cwd}") from exc
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).strip()[-2000:]
+        raise ReleaseError(
+            f"{cmd if isinstance(cmd, str) else ' '.join(cmd)} failed "
+            f"(exit {proc.returncode}) in {cwd}: {output}"
+        )
+    return proc.stdout
+
+
+def resolve_tags(repo: str, pattern: str | None) -> dict[str, str]:
+    """Tag -> commit (annotated tags peeled), as this host reaches the repository."""
+    out = run(["git", "ls-remote", "--tags", repo], cwd="/", timeout=60)
+    tags: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/")
+        peeled = name.endswith("^{}")
+        name = name.removesuffix("^{}")
+        if pattern and not re.search(pattern, name):
+            continue
+        if peeled or name not in tags:
+            tags[name] = sha
+    return tags
+
+
+def build_release(p: dict[str, Any], rid: str, timings: dict[str, float]) -> None:
+    """Check the tag out into a temporary directory, build it, verify the commit, write the
+    manifest, then move it into place with one rename."""
+    if not p["repo"] or not p["tag"]:
+        raise ReleaseError(f"release {rid} must be rebuilt but repo and tag are not both given")
+    rdir = releases_dir(p["app_root"])
+    tmp = os.path.join(rdir, f".tmp-{rid}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        started = time.monotonic()
+        run(["git", "init", "-q"], cwd=tmp)
+        run(
+            ["git", "fetch", "-q", "--depth", "1", p["repo"], f"refs/tags/{p['tag']}"],
+            cwd=tmp,
+            timeout=p["build_timeout"],
+        )
+        run(["git", "-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"], cwd=tmp)
+        commit = run(["git", "rev-parse", "HEAD"], cwd=tmp).strip()
+        if p["commit"] and commit != p["commit"]:
+            raise ReleaseError(
+                f"tag {p['tag']} is {commit} here but the run decided on "
+                f"{p['commit']}: the tag moved or this host sees another repository"
+            )
+        timings["fetch"] = round(time.monotonic() - started, 3)
+        started = time.monotonic()
+        if p["build_command"]:
+            env = dict(os.environ, RELEASE_ID=rid, RELEASE_TAG=p["tag"], RELEASE_COMMIT=commit)
+            run(p["build_command"], cwd=tmp, env=env, timeout=p["build_timeout"], shell=True)  # noqa: S604 - the build command is a shell line by contract
+        shutil.rmtree(os.path.join(tmp, ".git"))
+        link_shared(p["app_root"], tmp, p["shared_paths"])
+        timings["build"] = round(time.monotonic() - started, 3)
+        manifest = file_manifest(tmp, manifest_skip(p["shared_paths"]))
+        write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
+        write_json(
+            os.path.join(tmp, META_NAME),
+            {
+                "release": rid,
+                "tag": p["tag"],
+                "commit": commit,
+                "files": len(manifest),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+        os.rename(tmp, os.path.join(rdir, rid))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def link_shared(app_root: str, release_path: str, shared_paths: list[str]) -> None:
+    for rel in shared_paths:
+        target = os.path.join(app_root, "shared", rel)
+        os.makedirs(target, exist_ok=True)
+        inside = os.path.join(release_path, rel)
+        if os.path.islink(inside) or os.path.isfile(inside):
+            os.unlink(inside)
+        elif os.path.isdir(inside):
+            shutil.rmtree(inside)
+        os.makedirs(os.path.dirname(inside), exist_ok=True)
+        os.symlink(target, inside)
+
+
+def write_json(path: str, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, sort_keys=True, indent=1)
+
+
+def switch_current(app_root: str, rid: str) -> None:
+    """Point current at the release with one rename(2): never a moment without current."""
+    tmp_link = os.path.join(app_root, f".current-{os.getpid()}")
+    if os.path.lexists(tmp_link):
+        os.unlink(tmp_link)
+    os.symlink(os.path.join("releases", rid), tmp_link)
+    os.rename(tmp_link, os.path.join(app_root, "current"))
+
+
+def describe_release(
+    app_root: str, rid: str | None, states: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    if not rid:
+        return {"release": None, "tag": None, "commit": None}
+    meta = read_meta(os.path.join(releases_dir(app_root), rid))
+    logged = states.get(rid, {})
+    return {
+        "release": rid,
+        "tag": meta.get("tag") or logged.get("tag"),
+        "commit": meta.get("commit") or logged.get("commit"),
+    }
+
+
+def prune(
+    app_root: str, keep: int, protect: set[str], states: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Remove the oldest releases beyond `keep`; never current, the last good one, or bad ones
+    (kept for investigation)."""
+    rdir = releases_dir(app_root)
+    on_disk = [d for d in os.listdir(rdir) if not d.startswith(".")]
+    order = {rid: i for i, rid in enumerate(states)}
+    on_disk.sort(key=lambda rid: (order.get(rid, -1), rid))
+    removable = [
+        rid for rid in on_disk if rid not in protect and states.get(rid, {}).get("state") != "bad"
+    ]
+    excess = len(on_disk) - keep
+    pruned: list[str] = []
+    for rid in removable:
+        if excess <= 0:
+            break
+        shutil.rmtree(os.path.join(rdir, rid))
+        pruned.append(rid)
+        excess -= 1
+    return pruned
+
+
+def last_good(states: dict[str, dict[str, Any]], exclude: set[str]) -> str | None:
+    good = [
+        rid
+        for rid, e in states.items()
+        if e.get("state") in ("good", "current") and rid not in exclude
+    ]
+    return good[-1] if good else None
+
+
+def owner_record(p: dict[str, Any], action: str) -> dict[str, Any]:
+    controller = p.get("controller") or "?"
+    host, _, pid = controller.partition(":")
+    return {
+        "run_id": p["run_id"],
+        "user": p.get("user") or "?",
+        "host": host,
+        "pid": pid or "?",
+        "action": action,
+    }
+
+
+def do_switch(module: AnsibleModule, p: dict[str, Any], switch: bool = True) -> dict[str, Any]:
+    app_root = p["app_root"]
+    timings: dict[str, float] = {}
+    if not p["release"] and not (p["tag"] and p["commit"]):
+        raise ReleaseError("state=switched needs release, or tag and commit")
+    rid = p["release"] or release_id(p["tag"], p["commit"])
+    states = release_states(read_log(app_root))
+    before_id = current_release(app_root)
+    before = describe_release(app_root, before_id, states)
+    if not p["tag"]:
+        known = describe_release(app_root, rid, states)
+        p["tag"], p["commit"] = known["tag"], p["commit"] or known["commit"]
+    rpath = os.path.join(releases_dir(app_root), rid)
+
+    started = time.monotonic()
+    damage = verify_release(rpath, p["commit"], p["shared_paths"], p["verify"])
+    timings["verify"] = round(time.monotonic() - started, 3)
+    path = "fast" if damage is None else "rebuild"
+    if damage is None and (before_id == rid or not switch):
+        path = "none"
+    after = {"release": rid, "tag": p["tag"], "commit": p["commit"]}
+    result: dict[str, Any] = {
+        "changed": path != "none",
+        "before": before,
+        "after": after,
+        "path": path,
+        "release": rid,
+        "reason_for_rebuild": damage if path == "rebuild" else None,
+        "diff": {
+            "before": f"current -> releases/{before_id}\n",
+            "after": f"current -> releases/{rid}\n",
+        },
+        "timings": timings,
+        "pruned": [],
+    }
+    if module.check_mode:
+        result["current"] = before
+        return result
+    os.makedirs(releases_dir(app_root), exist_ok=True)
+    # The lock is bookkeeping, not a change of the host: taking it is never "changed".
+    if p["run_id"]:
+        started = time.monotonic()
+        lock = applock.acquire(app_root, owner_record(p, p["event"]), p["break_lock"])
+        timings["lock"] = round(time.monotonic() - started, 3)
+        if not lock["acquired"]:
+            raise ReleaseError(lock["msg"])
+        result["lock"] = lock["owner"]
+        result["lock_broken"] = lock["broken"]
+    if path == "none":
+        result["current"] = before
+        return result
+
+    if path == "rebuild":
+        if os.path.exists(rpath):
+            aside = os.path.join(releases_dir(app_root), f".damaged-{rid}-{int(time.time())}")
+            os.rename(rpath, aside)
+            result["damaged_copy"] = aside
+        build_release(p, rid, timings)
+    if not switch:
+        result["current"] = before
+        return result
+    started = time.monotonic()
+    switch_current(app_root, rid)
+    timings["switch"] = round(time.monotonic() - started, 4)
+    entries = []
+    common = {"run_id": p["run_id"], "user": p["user"], "reason": p["reason"]}
+    if before_id and before_id != rid:
+        entries.append(
+            log_entry(
+                before_id,
+                before["tag"] or "",
+                before["commit"] or "",
+                p["previous_state"],
+                p["event"] + "_from",
+                **common,
+            )
+        )
+    entries.append(
+        log_entry(
+            rid,
+            p["tag"] or "",
+            p["commit"] or "",
+            "current",
+            p["event"],
+            path=path,
+            previous=before_id,
+            **common,
+        )
+    )
+    append_log(app_root, entries)
+    states = release_states(read_log(app_root))
+    started = time.monotonic()
+    protect = {rid} | ({before_id} if before_id else set())
+    good = last_good(states, {rid})
+    if good:
+        protect.add(good)
+    result["pruned"] = prune(app_root, p["keep"], protect, states)
+    timings["prune"] = round(time.monotonic() - started, 3)
+    result["current"] = after
+    return result
+
+
+def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
+    app_root = p["app_root"]
+    states = release_states(read_log(app_root))
+    rdir = releases_dir(app_root)
+    on_disk = set(os.listdir(rdir)) if os.path.isdir(rdir) else set()
+    releases = {
+        rid: {
+            "tag": e.get("tag"),
+            "commit": e.get("commit"),
+            "state": e.get("state"),
+            "time": e.get("time"),
+            "on_disk": rid in on_disk,
+        }
+        for rid, e in states.items()
+    }
+    result: dict[str, Any] = {
+        "changed": False,
+        "current": describe_release(app_root, current_release(app_root), states),
+        "releases": releases,
+        "lock": applock.read_owner(app_root),
+    }
+    if p["tags_pattern"] is not None and p["repo"]:
+        result["repo_tags"] = resolve_tags(p["repo"], p["tags_pattern"])
+    return result
+
+
+def do_mark(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    app_root = p["app_root"]
+    states = release_states(read_log(app_root))
+    rid = p["release"] or (release_id(p["tag"], p["commit"]) if p["tag"] and p["commit"] else None)
+    if not rid or rid not in states:
+        raise ReleaseError(
+            f"release {rid!r} is not in {app_root}/releases.log; known: "
+            f"{', '.join(states) or 'none'}"
+        )
+    entry = states[rid]
+    changed = entry.get("state") != p["mark"]
+    if changed and not module.check_mode:
+        append_log(
+            app_root,
+            [
+                log_entry(
+                    rid,
+                    entry.get("tag", ""),
+                    entry.get("commit", ""),
+                    p["mark"],
+                    "marked",
+                    run_id=p["run_id"],
+                    user=p["user"],
+                    reason=p["reason"],
+                )
+            ],
+        )
+    return {
+        "changed": changed,
+        "release": rid,
+        "before": entry.get("state"),
+        "after": p["mark"],
+        "current": describe_release(app_root, current_release(app_root), states),
+    }
+
+
+def do_unlock(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    if not p["run_id"]:
+        raise ReleaseError("state=unlocked needs run_id: only the run that holds a lock drops it")
+    held = applock.read_owner(p["app_root"])
+    mine = bool(held and held.get("run_id") == p["run_id"])
+    if module.check_mode or not mine:
+        return {"changed": False, "lock": held}
+    outcome = applock.release(p["app_root"], p["run_id"])
+    return {"changed": False, "lock": None, "released": outcome["owner"]}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "app_root": {"type": "path", "required": True},
+            "state": {
+                "type": "str",
+                "default": "inspect",
+                "choices": ["inspect", "present", "switched", "marked", "unlocked"],
+            },
+            "release": {"type": "str"},
+            "tag": {"type": "str"},
+            "commit": {"type": "str"},
+            "repo": {"type": "str"},
+            "build_command": {"type": "str", "default": ""},
+            "build_timeout": {"type": "int", "default": 600},
+            "shared_paths": {"type": "list", "elements": "str", "default": []},
+            "keep": {"type": "int", "default": 5},
+            "previous_state": {"type": "str", "default": "good", "choices": ["good", "bad"]},
+            "mark": {"type": "str", "choices": ["good", "bad"]},
+            "event": {"type": "str", "default": "deploy"},
+            "reason": {"type": "str"},
+            "run_id": {"type": "str"},
+            "user": {"type": "str"},
+            "controller": {"type": "str"},
+            "break_lock": {"type": "bool", "default": False},
+            "verify": {"type": "str", "default": "full", "choices": ["full", "commit"]},
+            "tags_pattern": {"type": "str"},
+        },
+        required_if=[("state", "marked", ["mark"])],
+        supports_check_mode=True,
+    )
+    p = dict(module.params)
+    if p["keep"] < 1:
+        module.fail_json(msg="keep must be at least 1: current is always kept")
+    try:
+        if p["state"] == "inspect":
+            result = do_inspect(p)
+        elif p["state"] in ("present", "switched"):
+            result = do_switch(module, p, switch=p["state"] == "switched")
+        elif p["state"] == "marked":
+            result = do_mark(module, p)
+        else:
+            result = do_unlock(module, p)
+        if p["state"] != "inspect":
+            result.setdefault("lock", applock.read_owner(p["app_root"]))
+    except (ReleaseError, ValueError, OSError) as exc:
+        module.fail_json(msg=str(exc), current=current_release(p["app_root"]))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
