@@ -1,0 +1,87 @@
+"""Helpers for integration tests: run playbooks against the test hosts, look at hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import REPO, VENV_BIN
+
+LOADGEN = REPO / "roles" / "demo_app" / "files" / "tools" / "loadgen.py"
+APP_ROOT = "/opt/demo-app"
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    seconds: float
+    record: dict[str, Any]
+
+    def host_results(self) -> dict[str, Any]:
+        return {h: v.get("result", {}) for h, v in self.record.get("hosts", {}).items()}
+
+
+def playbook(inventory: str | Path, name: str, *args: str, records: Path | None = None,
+             timeout: int = 600) -> Run:
+    """ansible-playbook from the repo root (so ansible.cfg applies); returns rc, output,
+    duration and the run record the collection's callback wrote."""
+    record_dir = records or Path(os.environ.get("TMPDIR", "/tmp")) / "sre-rollback-test-records"
+    run_id = f"test-{time.time_ns()}"
+    env = dict(os.environ, SRE_ROLLBACK_RECORD_DIR=str(record_dir), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}",
+         "-e", f"rollback_run_id={run_id}", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    seconds = time.monotonic() - started
+    record_file = record_dir / f"{run_id}.json"
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    return Run(proc.returncode, proc.stdout + proc.stderr, seconds, record)
+
+
+def on(rig: Any, host: str, command: str, check: bool = True) -> str:
+    """Run a shell command on a test host; its stdout."""
+    proc = rig.exec(host, "sh", "-c", command)
+    out = proc.stdout if hasattr(proc, "stdout") else str(proc)
+    if check and getattr(proc, "returncode", 0) != 0:
+        raise AssertionError(f"{host}: {command!r} failed: {out} {getattr(proc, 'stderr', '')}")
+    return str(out).strip()
+
+
+def current(rig: Any, host: str) -> str:
+    return on(rig, host, f"readlink {APP_ROOT}/current")
+
+
+def release_log(rig: Any, host: str) -> list[dict[str, Any]]:
+    text = on(rig, host, f"cat {APP_ROOT}/releases.log || true")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def health(rig: Any, host: str) -> tuple[int, dict[str, Any]]:
+    out = on(rig, host, "curl -s -o /tmp/h.json -w '%{http_code}' http://127.0.0.1:8080/health; "
+             "echo; cat /tmp/h.json", check=False)
+    code, _, body = out.partition("\n")
+    try:
+        return int(code or 0), json.loads(body or "{}")
+    except ValueError:
+        return int(code or 0), {"raw": body}
+
+
+def load(urls: list[str], requests: int = 200, path: str = "/checkout") -> dict[str, Any]:
+    """Send bounded traffic with the demo's load generator; its JSON summary."""
+    proc = subprocess.run(
+        [sys.executable, str(LOADGEN), *urls, "--requests", str(requests), "--concurrency", "8",
+         "--path", path, "--timeout", "10"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    return dict(json.loads(proc.stdout))
