@@ -28,19 +28,37 @@ class Run:
         return {h: v.get("result", {}) for h, v in self.record.get("hosts", {}).items()}
 
 
-def playbook(inventory: str | Path, name: str, *args: str, records: Path | None = None,
-             timeout: int = 600) -> Run:
+def playbook(
+    inventory: str | Path, name: str, *args: str, records: Path | None = None, timeout: int = 600
+) -> Run:
     """ansible-playbook from the repo root (so ansible.cfg applies); returns rc, output,
     duration and the run record the collection's callback wrote."""
     record_dir = records or Path(os.environ.get("TMPDIR", "/tmp")) / "sre-rollback-test-records"
     run_id = f"test-{time.time_ns()}"
-    env = dict(os.environ, SRE_ROLLBACK_RECORD_DIR=str(record_dir), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        SRE_ROLLBACK_RECORD_DIR=str(record_dir),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        PATH=f"{VENV_BIN}:{os.environ['PATH']}",
+    )
     started = time.monotonic()
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), f"playbooks/{name}",
-         "-e", f"rollback_run_id={run_id}", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            f"playbooks/{name}",
+            "-e",
+            f"rollback_run_id={run_id}",
+            *args,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     seconds = time.monotonic() - started
     record_file = record_dir / f"{run_id}.json"
@@ -67,8 +85,13 @@ def release_log(rig: Any, host: str) -> list[dict[str, Any]]:
 
 
 def health(rig: Any, host: str) -> tuple[int, dict[str, Any]]:
-    out = on(rig, host, "curl -s -o /tmp/h.json -w '%{http_code}' http://127.0.0.1:8080/health; "
-             "echo; cat /tmp/h.json", check=False)
+    out = on(
+        rig,
+        host,
+        "curl -s -o /tmp/h.json -w '%{http_code}' http://127.0.0.1:8080/health; "
+        "echo; cat /tmp/h.json",
+        check=False,
+    )
     code, _, body = out.partition("\n")
     try:
         return int(code or 0), json.loads(body or "{}")
@@ -79,9 +102,23 @@ def health(rig: Any, host: str) -> tuple[int, dict[str, Any]]:
 def load(urls: list[str], requests: int = 200, path: str = "/checkout") -> dict[str, Any]:
     """Send bounded traffic with the demo's load generator; its JSON summary."""
     proc = subprocess.run(
-        [sys.executable, str(LOADGEN), *urls, "--requests", str(requests), "--concurrency", "8",
-         "--path", path, "--timeout", "10"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            str(LOADGEN),
+            *urls,
+            "--requests",
+            str(requests),
+            "--concurrency",
+            "8",
+            "--path",
+            path,
+            "--timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode in (0, 1), proc.stderr
     return dict(json.loads(proc.stdout))

@@ -34,9 +34,13 @@ def urls(rig: Any) -> list[str]:
 
 
 def set_flag(rig: Any, host: str, state: str) -> None:
-    on(rig, host, "python3 - <<'EOF'\nimport json\np='/etc/demo-app/flags.json'\n"
-       "d=json.load(open(p))\nd['flags']['new_checkout']['state']='" + state + "'\n"
-       "json.dump(d,open(p,'w'))\nEOF")
+    on(
+        rig,
+        host,
+        "python3 - <<'EOF'\nimport json\np='/etc/demo-app/flags.json'\n"
+        "d=json.load(open(p))\nd['flags']['new_checkout']['state']='" + state + "'\n"
+        "json.dump(d,open(p,'w'))\nEOF",
+    )
 
 
 def deploy(rig: Any, tag: str, *extra: str) -> Any:
@@ -82,8 +86,15 @@ def test_unknown_target_fails_before_any_change(rig: Any) -> None:
 
 def test_lock_refuses_a_concurrent_run_and_can_be_broken(rig: Any) -> None:
     host = app_hosts(rig)[-1]
-    owner = {"run_id": "crashed-run", "user": "alice", "host": "ops1", "pid": "4242",
-             "action": "rollback", "time": "2026-11-29T03:00:00Z", "epoch": 0}
+    owner = {
+        "run_id": "crashed-run",
+        "user": "alice",
+        "host": "ops1",
+        "pid": "4242",
+        "action": "rollback",
+        "time": "2026-11-29T03:00:00Z",
+        "epoch": 0,
+    }
     on(rig, host, f"echo '{json.dumps(owner)}' > {APP_ROOT}/.rollback.lock")
     refused = playbook(rig.inventory, "rollback-l3.yml")
     assert refused.rc != 0
@@ -140,8 +151,14 @@ def test_failing_health_check_reverts_the_canary_and_stops(rig: Any) -> None:
     db = rig.addr("h1")
     on(rig, canary, f"ip route add blackhole {db}/32")
     try:
-        run = playbook(rig.inventory, "rollback-l3.yml", "-e", f"release_target={STABLE}",
-                       "-e", "release_health_deadline=6")
+        run = playbook(
+            rig.inventory,
+            "rollback-l3.yml",
+            "-e",
+            f"release_target={STABLE}",
+            "-e",
+            "release_health_deadline=6",
+        )
     finally:
         on(rig, canary, f"ip route del blackhole {db}/32", check=False)
     assert run.rc != 0

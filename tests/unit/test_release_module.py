@@ -19,10 +19,16 @@ BUILD = "python3 -c \"import os; open('BUILT','w').write(os.environ['RELEASE_TAG
 
 
 def git(cwd: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@t")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @pytest.fixture
@@ -43,11 +49,28 @@ def repo(tmp_path: Path) -> dict[str, Any]:
 
 
 def params(repo: dict[str, Any], **over: Any) -> dict[str, Any]:
-    p = {"app_root": repo["root"], "state": "switched", "release": None, "tag": None,
-         "commit": None, "repo": repo["path"], "build_command": BUILD, "build_timeout": 60,
-         "shared_paths": ["uploads"], "keep": 5, "previous_state": "good", "mark": None,
-         "event": "deploy", "reason": None, "run_id": "run-1", "user": "tester",
-         "controller": "ctl:1", "break_lock": False, "verify": "full", "tags_pattern": None}
+    p = {
+        "app_root": repo["root"],
+        "state": "switched",
+        "release": None,
+        "tag": None,
+        "commit": None,
+        "repo": repo["path"],
+        "build_command": BUILD,
+        "build_timeout": 60,
+        "shared_paths": ["uploads"],
+        "keep": 5,
+        "previous_state": "good",
+        "mark": None,
+        "event": "deploy",
+        "reason": None,
+        "run_id": "run-1",
+        "user": "tester",
+        "controller": "ctl:1",
+        "break_lock": False,
+        "verify": "full",
+        "tags_pattern": None,
+    }
     p.update(over)
     return p
 
@@ -122,8 +145,10 @@ def test_check_mode_plans_and_changes_nothing(repo: dict[str, Any]) -> None:
 
 def test_moved_tag_is_refused(repo: dict[str, Any]) -> None:
     with pytest.raises(mod.ReleaseError, match="the tag moved"):
-        mod.do_switch(SimpleNamespace(check_mode=False),  # type: ignore[arg-type]
-                      params(repo, tag="v1.3.0", commit=repo["commits"]["v1.2.2-stable"]))
+        mod.do_switch(
+            SimpleNamespace(check_mode=False),  # type: ignore[arg-type]
+            params(repo, tag="v1.3.0", commit=repo["commits"]["v1.2.2-stable"]),
+        )
     assert not os.path.lexists(os.path.join(repo["root"], "current"))
 
 
@@ -135,8 +160,10 @@ def test_failed_build_leaves_nothing_behind(repo: dict[str, Any]) -> None:
 
 def test_lock_refuses_a_second_run_and_names_the_owner(repo: dict[str, Any]) -> None:
     os.makedirs(repo["root"])
-    applock.acquire(repo["root"], {"run_id": "other", "user": "alice", "host": "ops1",
-                                   "pid": "42", "action": "rollback"})
+    applock.acquire(
+        repo["root"],
+        {"run_id": "other", "user": "alice", "host": "ops1", "pid": "42", "action": "rollback"},
+    )
     with pytest.raises(mod.ReleaseError, match=r"locked by run other by alice@ops1 \(pid 42"):
         switch(repo, "v1.2.3-stable")
     result = switch(repo, "v1.2.3-stable", break_lock=True)
@@ -165,8 +192,11 @@ def test_target_selection_orders_by_version_and_skips_bad() -> None:
 
 
 def test_plan_names_hosts_that_resolve_another_commit() -> None:
-    good = {"repo_tags": {"v1.2.3-stable": "a" * 40, "v1.3.0": "b" * 40},
-            "current": {"tag": "v1.3.0", "release": "x"}, "releases": {}}
+    good = {
+        "repo_tags": {"v1.2.3-stable": "a" * 40, "v1.3.0": "b" * 40},
+        "current": {"tag": "v1.3.0", "release": "x"},
+        "releases": {},
+    }
     odd = json.loads(json.dumps(good))
     odd["repo_tags"]["v1.2.3-stable"] = "c" * 40
     plan = releases.plan_target({"h2": good, "h3": good, "h4": odd})
@@ -178,10 +208,23 @@ def test_plan_names_hosts_that_resolve_another_commit() -> None:
 def test_module_runs_through_ansible(repo: dict[str, Any]) -> None:
     """The module as Ansible runs it (FQCN, argument spec, JSON result), in check mode."""
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
-         "-m", "sre.rollback.release", "-a",
-         f"app_root={repo['root']} repo={repo['path']} tags_pattern=stable"],
-        cwd=REPO, capture_output=True, text=True, check=False,
+        [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-o",
+            "-m",
+            "sre.rollback.release",
+            "-a",
+            f"app_root={repo['root']} repo={repo['path']} tags_pattern=stable",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
         env=dict(os.environ, ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

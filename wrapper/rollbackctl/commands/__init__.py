@@ -4,4 +4,6 @@ from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from rollbackctl.commands.decide import decide_command
+
+COMMANDS: list[click.Command] = [decide_command]

@@ -642,8 +642,9 @@ def _read_matrix(checker: _Checker, value: Any) -> tuple[MatrixRow, ...]:
         checker.fail("matrix", "must be a list of rows (severity, impact, time_to_fix, levels)")
         return ()
     rows = [_read_row(checker, item, index) for index, item in enumerate(value)]
-    given = {str(item.get("severity")).lower() for item in value if isinstance(item, Mapping)}
-    missing = [severity for severity in SEVERITIES if severity not in given]
+    given = [item.get("severity") for item in value if isinstance(item, Mapping)]
+    named = {str(severity).strip().lower() for severity in given}
+    missing = [severity for severity in SEVERITIES if severity not in named]
     if missing:
         checker.fail(
             "matrix",
@@ -664,19 +665,25 @@ def _read_row(checker: _Checker, item: Any, index: int) -> MatrixRow | None:
     before = len(checker.problems)
     severity = checker.parsed(parse_severity, data["severity"], f"{path}.severity", "")
     impact = checker.parsed(
-        lambda v: parse_condition(v, "impact"), data.get("impact", "any"), f"{path}.impact", None
+        lambda v: parse_condition(v, "impact"), _or(data, "impact", "any"), f"{path}.impact", None
     )
     time_to_fix = checker.parsed(
         lambda v: parse_condition(v, "time_to_fix"),
-        data.get("time_to_fix", "any"),
+        _or(data, "time_to_fix", "any"),
         f"{path}.time_to_fix",
         None,
     )
-    action = data.get("action", "rollback")
+    action = _or(data, "action", "rollback")
     levels = _read_row_levels(checker, data, action, path)
     if len(checker.problems) > before:
         return None
     return MatrixRow(index, severity, impact, time_to_fix, action, levels)
+
+
+def _or(data: Mapping[Any, Any], key: str, default: Any) -> Any:
+    """``data[key]``, or ``default`` when it is missing or null."""
+    value = data.get(key)
+    return default if value is None else value
 
 
 def _read_row_levels(
@@ -715,6 +722,11 @@ def _check_overlaps(checker: _Checker, rows: list[MatrixRow]) -> None:
 # --- services
 
 _SERVICE_KEYS = ("name", "rto", "rpo", "priority")
+_SERVICE_REQUIRED = {
+    "rto": "recovery time objective, e.g. 5m",
+    "rpo": "recovery point objective, e.g. 1m",
+    "priority": f"one of {', '.join(SEVERITIES)}",
+}
 _SERVICE_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -726,12 +738,10 @@ def _read_services(checker: _Checker, value: Any) -> dict[str, Service]:
             checker.fail(path, "a service key is lowercase letters, digits and _, e.g. core_api")
         data = checker.mapping(item, path)
         checker.known_keys(data, _SERVICE_KEYS, path)
-        hints = {
-            "rto": "recovery time objective, e.g. 5m",
-            "rpo": "recovery point objective, e.g. 1m",
-            "priority": f"one of {', '.join(SEVERITIES)}",
-        }
-        if not all([checker.required(data, k, path, hint) for k, hint in hints.items()]):
+        present = [
+            checker.required(data, field, path, hint) for field, hint in _SERVICE_REQUIRED.items()
+        ]
+        if not all(present):
             continue
         services[str(key)] = Service(
             name=checker.text(data.get("name", str(key).replace("_", " ").title()), f"{path}.name"),
@@ -850,7 +860,11 @@ _TRIGGER_NAMES = ("error_rate", "response_time_p95", "health_check_failures", "m
 def _read_triggers(checker: _Checker, value: Any) -> Triggers:
     data = checker.mapping(value, "triggers")
     checker.known_keys(data, _TRIGGER_NAMES, "triggers")
-    sections = {name: checker.mapping(data.get(name), f"triggers.{name}") for name in data}
+    sections = {
+        name: checker.mapping(data.get(name), f"triggers.{name}")
+        for name in _TRIGGER_NAMES
+        if name in data
+    }
     count = sections.get("health_check_failures", {})
     path = "triggers.health_check_failures"
     checker.known_keys(count, ("enabled", "consecutive_above"), path)
@@ -948,6 +962,7 @@ class Decision:
     considered: tuple[RowVerdict, ...]
     start_level: int | None
     max_level: int | None
+    summary: str
     reason: str
     policy_source: str
 
@@ -970,6 +985,7 @@ class Decision:
             "start_level": self.start_level,
             "max_level": self.max_level,
             "row": self.row.as_dict(),
+            "summary": self.summary,
             "reason": self.reason,
             "conditions": [c.as_dict() for v in self.considered for c in v.checks],
             "severity": self.severity,
@@ -1003,7 +1019,7 @@ def decide(policy: Policy, severity: Any, impact: Any, time_to_fix: Any) -> Deci
     sentences = [f"Severity {declared}, impact {format_percent(impact_percent)}, "]
     sentences[0] += f"time to fix {format_duration(seconds)}."
     sentences += _path_sentences(declared, walked, jumped)
-    sentences.append(_action_sentence(chosen.row, start_level, max_level, policy.escalation))
+    summary = _summary(chosen.row, start_level, max_level, policy.escalation)
     return Decision(
         severity=declared,
         impact=impact_percent,
@@ -1012,6 +1028,7 @@ def decide(policy: Policy, severity: Any, impact: Any, time_to_fix: Any) -> Deci
         considered=tuple(walked) + ((jumped,) if jumped else ()),
         start_level=start_level,
         max_level=max_level,
+        summary=summary,
         reason=" ".join(sentences),
         policy_source=policy.source,
     )
@@ -1066,7 +1083,7 @@ def _walk_up(declared: str, verdicts: dict[str, list[RowVerdict]]) -> list[RowVe
     """Rules 1 and 2: from the declared severity up while the numbers exceed its row."""
     index = SEVERITIES.index(declared)
     walked = [_pick(verdicts[declared])]
-    while index > 0 and walked[-1].exceeded and not walked[-1].holds:
+    while index > 0 and walked[-1].exceeded:
         index -= 1
         walked.append(_pick(verdicts[SEVERITIES[index]]))
     return walked
@@ -1122,18 +1139,17 @@ def _level_bounds(row: MatrixRow, escalation: Escalation) -> tuple[int | None, i
     return start, max(start, min(row.levels[-1], escalation.max_level))
 
 
-def _action_sentence(
-    row: MatrixRow, start: int | None, highest: int | None, escalation: Escalation
-) -> str:
+def _summary(row: MatrixRow, start: int | None, highest: int | None, escalation: Escalation) -> str:
+    """E.g. ``roll back, levels 3-5: start at level 3 (code), escalate ... fails``."""
     if start is None or highest is None:
-        return "Decision: fix forward, no rollback."
-    text = f"Decision: roll back, levels {row.level_text}: start at level {start} "
+        return "fix forward, no rollback"
+    text = f"roll back, levels {row.level_text}: start at level {start} "
     text += f"({LEVEL_NAMES[start]})"
     if not escalation.on_failed_verification:
-        return text + "; no escalation (escalation.on_failed_verification is false)."
+        return text + "; no escalation (escalation.on_failed_verification is false)"
     if highest > start:
         text += f", escalate one level at a time up to level {highest} ({LEVEL_NAMES[highest]})"
         text += " if verification fails"
     if highest < row.levels[-1]:
         text += f" (capped by escalation.max_level {escalation.max_level})"
-    return text + "."
+    return text
