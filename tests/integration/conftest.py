@@ -94,7 +94,8 @@ class TestHosts:
         return self.dir / "id_ed25519"
 
     def addr(self, name: str) -> str:
-        return f"172.30.99.{10 + int(name.lstrip('h'))}"
+        instance = int(self.env.get("TESTHOSTS_INSTANCE", "0") or "0")
+        return f"172.30.{99 - instance}.{10 + int(name.lstrip('h'))}"
 
     def script(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -205,7 +206,9 @@ def make_rig(runtime: str, testhosts_dir: Path | None = None) -> TestHosts:
     if problem:
         pytest.skip(problem)
     env = rig_env(testhosts_dir)
-    tdir = Path(env.get("TESTHOSTS_DIR") or REPO / ".testhosts").resolve()
+    instance = env.get("TESTHOSTS_INSTANCE", "0") or "0"
+    default = REPO / (".testhosts" if instance == "0" else f".testhosts-{instance}")
+    tdir = Path(env.get("TESTHOSTS_DIR") or default).resolve()
     rig = TestHosts(runtime=runtime, dir=tdir, hosts=[], env=env)
     prep = rig.script("prepare", "--runtime", runtime, check=False, timeout=1200)
     if prep.returncode != 0:
