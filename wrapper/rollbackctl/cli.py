@@ -13,6 +13,7 @@ Exit codes:
   0  success
   1  the rollback (or the command) ran and failed
   2  bad input: nothing was changed
+  3  canceled (Ctrl-C / SIGTERM): run and emergency stopped cleanly
 """
 
 

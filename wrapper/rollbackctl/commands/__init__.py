@@ -5,5 +5,15 @@ from __future__ import annotations
 import click
 
 from rollbackctl.commands.decide import decide_command
+from rollbackctl.commands.emergency import emergency_command
+from rollbackctl.commands.report import report_command
+from rollbackctl.commands.run import run_command
+from rollbackctl.commands.status import status_command
 
-COMMANDS: list[click.Command] = [decide_command]
+COMMANDS: list[click.Command] = [
+    decide_command,
+    run_command,
+    emergency_command,
+    status_command,
+    report_command,
+]

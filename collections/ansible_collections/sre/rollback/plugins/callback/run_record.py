@@ -11,10 +11,30 @@ short_description: Write a JSON run record of every rollback or deploy run
 version_added: "0.1.0"
 description:
   - Records the run id, level, reason, incident, who, inventory, every task per host with
-    its phase, result and duration, the per-host results the roles publish with
-    C(set_stats), and the final status, into C(<dir>/<run_id>.json).
+    its phase, result and timing, per host and phase the result and timings, the per-host
+    results the roles publish with C(set_stats) (any C(*_results) key), and the status
+    (C(running), C(ok), C(failed), C(canceled), C(empty) when no host matched), into
+    C(<dir>/<run_id>.json); C(<dir>/latest.json) links to the newest.
+  - Adds the runbook's rollback metrics (time to detection, decision, rollback, total
+    downtime, users affected, data loss, revenue impact), each policy service's RTO/RPO
+    against them, and the runbook's pre/during/post checklists filled from what happened
+    (module_utils C(run_metrics), shared with the C(rollbackctl) wrapper).
+  - Operator facts come from extra vars, all optional
+    C(rollback_run_id), C(rollback_reason), C(rollback_incident), C(rollback_level),
+    C(rollback_incident_started_at), C(rollback_detected_at), C(rollback_decided_at)
+    (ISO 8601, epoch seconds, C(15m ago)), C(rollback_started_at) (start of a rollback
+    that spans several runs), C(rollback_users_affected), C(rollback_data_loss),
+    C(rollback_services), C(rollback_decision) (the C(sre.rollback.rollback_decision)
+    result, as AWX workflows pass it on), C(rollback_notified_at), C(rollback_user).
+  - The policy (revenue per minute, services' RTO/RPO) is read from
+    C(rollback_policy_file), else the inventory's C(rollback_policy) variable, else the
+    runbook's defaults.
+  - The record is rewritten at most once a second while the run goes on, so a watcher
+    sees progress, and once more at the end. On SIGINT or SIGTERM it is written with
+    status C(canceled) before Ansible stops.
   - The directory is created 0700 and the record 0600. Only chosen fields are recorded;
-    values of keys that look like secrets are replaced by C(********).
+    values of keys that look like secrets are replaced by C(********), and so are the
+    values of secret-looking extra vars and environment variables wherever they appear.
 requirements:
   - enable in ansible.cfg (C(callbacks_enabled = sre.rollback.run_record))
 options:
@@ -33,26 +53,61 @@ import getpass
 import json
 import os
 import re
+import signal
 import socket
+import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
-SECRET_KEY = re.compile(r"pass|secret|token|key|credential|authorization", re.IGNORECASE)
+from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+    LEVEL_NAMES,
+    PolicyError,
+    default_policy,
+    validate_policy,
+)
+from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
+    Redactor,
+    secret_values,
+)
+from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+    FAILED_STATUSES,
+    SCHEMA,
+    finalize,
+    iso,
+    parse_time,
+    policy_snapshot,
+    utcnow,
+)
+
 LEVEL_RE = re.compile(r"rollback-l([1-5])\.ya?ml$")
-
-
-def redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: "********" if SECRET_KEY.search(str(k)) else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
+WRITE_INTERVAL = 1.0
+TARGET_VARS = ("release_tag", "release_target", "rollback_target")
+GIVEN_TIMES = {
+    "incident_started": "rollback_incident_started_at",
+    "detected": "rollback_detected_at",
+    "decided": "rollback_decided_at",
+    "procedure_started": "rollback_started_at",
+    "notified": "rollback_notified_at",
+}
+GIVEN_VALUES = {
+    "users_affected": "rollback_users_affected",
+    "data_loss": "rollback_data_loss",
+    "services": "rollback_services",
+    "severity": "rollback_severity",
+}
+FAILED = FAILED_STATUSES
 
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def plain(value: Any) -> Any:
+    """Ansible's tagged values as JSON-able plain data."""
+    return json.loads(json.dumps(value, default=str))
 
 
 class CallbackModule(CallbackBase):  # type: ignore[misc]
@@ -64,16 +119,22 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.record: dict[str, Any] = {}
-        self.started: dict[tuple[str, str], float] = {}
+        # (host, task uuid) -> (monotonic start, ISO start, phase) of the tasks in flight
+        self.started: dict[tuple[str, str], tuple[float, str, str]] = {}
         self.t0 = time.monotonic()
         self.extra: dict[str, Any] = {}
+        self.redactor = Redactor(secret_values(os.environ))
+        self.lock = threading.RLock()
+        self.last_write = 0.0
+        self.done = False
+        self.identified = False
 
     # -- playbook ---------------------------------------------------------------------
     def v2_playbook_on_start(self, playbook: Any) -> None:
         name = os.path.basename(playbook._file_name)
         level = LEVEL_RE.search(name)
         self.record = {
-            "schema": 1,
+            "schema": SCHEMA,
             "playbook": name,
             "level": int(level.group(1)) if level else None,
             "who": getpass.getuser(),
@@ -82,62 +143,126 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             "status": "running",
             "hosts": {},
             "tasks": [],
+            "notes": [],
         }
+        self._hook_interrupts()
 
     def v2_playbook_on_play_start(self, play: Any) -> None:
-        manager = play.get_variable_manager()
-        extra = dict(getattr(manager, "extra_vars", {}) or {})
-        self.extra = extra
-        inventory = getattr(manager, "_inventory", None)
+        with self.lock:
+            if not self.record or self.identified:
+                return  # the first play has filled in the run's identity
+            self.identified = True
+            manager = play.get_variable_manager()
+            self.extra = plain(dict(getattr(manager, "extra_vars", {}) or {}))
+            self.redactor.add(secret_values(self.extra))
+            inventory = getattr(manager, "_inventory", None)
+            self.record.update(self._identity(play, inventory))
+            self.record["policy"] = self._policy(inventory)
+            self.write()
+
+    def _identity(self, play: Any, inventory: Any) -> dict[str, Any]:
+        extra = self.extra
+        level = extra.get("rollback_level", self.record.get("level"))
+        try:
+            level = int(level) if level not in (None, "") else None
+        except (TypeError, ValueError):
+            level = self.record.get("level")
         sources = getattr(inventory, "_sources", None) if inventory else None
-        self.record.update(
-            {
-                "run_id": self.record.get("run_id") or extra.get("rollback_run_id"),
-                "reason": extra.get("rollback_reason"),
-                "incident": extra.get("rollback_incident"),
-                "check_mode": bool(play.check_mode),
-                "inventory": list(sources or []),
-                "target": redact(
-                    {
-                        k: v
-                        for k, v in extra.items()
-                        if k in ("release_tag", "release_target", "rollback_level")
-                    }
-                ),
-            }
-        )
+        return {
+            "run_id": self.record.get("run_id") or extra.get("rollback_run_id") or None,
+            "level": level,
+            "level_name": LEVEL_NAMES.get(level) if level else None,
+            "reason": extra.get("rollback_reason"),
+            "incident": extra.get("rollback_incident"),
+            "who": extra.get("rollback_user")
+            or extra.get("awx_user_name")
+            or extra.get("tower_user_name")
+            or self.record["who"],
+            "check_mode": bool(play.check_mode),
+            "inventory": [str(source) for source in sources or []],
+            "limit": _limit(),
+            "target": {k: extra[k] for k in TARGET_VARS if extra.get(k) not in (None, "")},
+            "given": self._given(),
+            "decision": extra.get("rollback_decision") or None,
+        }
+
+    def _given(self) -> dict[str, Any]:
+        given: dict[str, Any] = {}
+        for key, variable in GIVEN_TIMES.items():
+            value = self.extra.get(variable)
+            try:
+                given[key] = iso(parse_time(value, utcnow()))
+            except ValueError:
+                given[key] = None
+                self.record["notes"].append(f"{variable}={value!r} is not a time: ignored")
+        for key, variable in GIVEN_VALUES.items():
+            given[key] = self.extra.get(variable)
+        return given
+
+    def _policy(self, inventory: Any) -> dict[str, Any]:
+        path = self.extra.get("rollback_policy_file")
+        try:
+            if path:
+                import yaml  # ansible-core depends on PyYAML
+
+                with open(os.path.expanduser(str(path)), encoding="utf-8") as handle:
+                    return policy_snapshot(validate_policy(yaml.safe_load(handle), str(path)))
+            group = inventory.groups.get("all") if inventory else None
+            data = group.get_vars().get("rollback_policy") if group else None
+            if data:
+                return policy_snapshot(validate_policy(plain(data), "inventory rollback_policy"))
+        except (OSError, ValueError, PolicyError) as error:
+            self.record["notes"].append(f"policy not used ({error}): the runbook's defaults")
+        return policy_snapshot(default_policy())
 
     # -- tasks ------------------------------------------------------------------------
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
-        self.started[(host.get_name(), task._uuid)] = time.monotonic()
+        with self.lock:
+            self.started[(host.get_name(), task._uuid)] = (time.monotonic(), now(), phase_of(task))
 
     def _task_done(self, result: Any, status: str) -> None:
-        host = result._host.get_name()
-        task = result._task
-        began = self.started.pop((host, task._uuid), None)
-        res = result._result
-        entry = {
-            "host": host,
-            "task": task.get_name(),
-            "phase": phase_of(task),
-            "status": status,
-            "changed": bool(res.get("changed")),
-            "duration": round(time.monotonic() - began, 3) if began else None,
-            "at": now(),
-        }
-        if status in ("failed", "unreachable"):
-            entry["msg"] = str(res.get("msg", ""))[:500]
-        self.record["tasks"].append(entry)
+        with self.lock:
+            if not self.record:
+                return  # an ad-hoc command, not a playbook: no record
+            host = result._host.get_name()
+            task = result._task
+            began, began_at, _ = self.started.pop((host, task._uuid), (None, now(), ""))
+            res = result._result
+            entry: dict[str, Any] = {
+                "host": host,
+                "task": task.get_name(),
+                "phase": phase_of(task),
+                "status": status,
+                "changed": bool(res.get("changed")),
+                "duration": round(time.monotonic() - began, 3) if began else None,
+                "at": now(),
+            }
+            if status in FAILED:
+                entry["msg"] = str(res.get("msg", ""))[:500]
+            self.record["tasks"].append(entry)
+            self._host_phase(host, entry, began_at)
+            facts = res.get("ansible_facts") or {}
+            if facts.get("__release_run_id") and not self.record.get("run_id"):
+                self.record["run_id"] = facts["__release_run_id"]
+            if time.monotonic() - self.last_write >= WRITE_INTERVAL:
+                self.write()
+
+    def _host_phase(self, host: str, entry: dict[str, Any], began_at: str) -> None:
         host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
-        phase = host_rec["phases"].setdefault(entry["phase"], {"status": "ok", "duration": 0.0})
+        phase = host_rec["phases"].setdefault(
+            entry["phase"],
+            {"status": "ok", "started": began_at, "finished": None, "duration": 0.0, "tasks": 0},
+        )
         phase["duration"] = round(phase["duration"] + (entry["duration"] or 0.0), 3)
-        if status in ("failed", "unreachable"):
-            phase["status"] = status
-            host_rec["status"] = status
+        phase["finished"] = entry["at"]
+        phase["tasks"] += 1
+        phase["changed"] = phase.get("changed", False) or entry["changed"]
+        if entry["status"] in FAILED:
+            phase["status"] = entry["status"]
+            phase["msg"] = entry["msg"]
+            host_rec["status"] = entry["status"]
             host_rec["msg"] = entry["msg"]
-        facts = res.get("ansible_facts") or {}
-        if facts.get("__release_run_id") and not self.record.get("run_id"):
-            self.record["run_id"] = facts["__release_run_id"]
+            host_rec["failed_phase"] = entry["phase"]
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._task_done(result, "ok")
@@ -149,51 +274,166 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         self._task_done(result, "unreachable")
 
     def v2_runner_on_skipped(self, result: Any) -> None:
-        self.started.pop((result._host.get_name(), result._task._uuid), None)
+        with self.lock:
+            self.started.pop((result._host.get_name(), result._task._uuid), None)
+
+    def v2_playbook_on_no_hosts_matched(self) -> None:
+        with self.lock:
+            self.record.setdefault("notes", []).append("a play matched no host")
+            self.record["no_hosts_matched"] = True
 
     # -- end --------------------------------------------------------------------------
     def v2_playbook_on_stats(self, stats: Any) -> None:
-        custom = (getattr(stats, "custom", {}) or {}).get("_run", {})
-        results = custom.get("release_results") or {}
-        for host, summary in results.items():
-            self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})["result"] = (
-                summary
-            )
-            if summary.get("run_id") and not self.record.get("run_id"):
-                self.record["run_id"] = summary["run_id"]
-        failed = any(
-            h.get("status") in ("failed", "unreachable") for h in self.record["hosts"].values()
-        )
-        self.record["status"] = "failed" if failed else "ok"
+        with self.lock:
+            custom = plain((getattr(stats, "custom", {}) or {}).get("_run", {}))
+            self._merge_results(custom)
+            if not self.record.get("decision") and isinstance(
+                custom.get("rollback_decision"), Mapping
+            ):
+                self.record["decision"] = custom["rollback_decision"]
+            self.record["status"] = self._final_status(stats)
+            self._finish()
+
+    def _merge_results(self, custom: Mapping[str, Any]) -> None:
+        """Per-host results published with set_stats as ``<name>_results`` (the release
+        role's ``release_results`` first), merged into ``hosts.<host>.result``."""
+        names = sorted(k for k in custom if k.endswith("_results"))
+        names.sort(key=lambda name: name != "release_results")
+        for name in names:
+            results = custom[name]
+            if not isinstance(results, Mapping):
+                continue
+            for host, summary in results.items():
+                if not isinstance(summary, Mapping):
+                    continue
+                host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
+                host_rec.setdefault("result", {})
+                host_rec["result"] = {**summary, **host_rec["result"]}
+                if summary.get("run_id") and not self.record.get("run_id"):
+                    self.record["run_id"] = summary["run_id"]
+
+    def _final_status(self, stats: Any) -> str:
+        hosts = self.record["hosts"].values()
+        if any(h.get("status") in FAILED for h in hosts):
+            return "failed"
+        if any(getattr(stats, "failures", {}).values()) or any(getattr(stats, "dark", {}).values()):
+            return "failed"
+        if not self.record["hosts"] and self.record.get("no_hosts_matched"):
+            return "empty"
+        return "ok"
+
+    def _finish(self) -> None:
         self.record["finished"] = now()
         self.record["duration"] = round(time.monotonic() - self.t0, 3)
+        self.done = True
         self.write()
 
-    def write(self) -> None:
-        if not self.record.get("run_id"):
-            self.record["run_id"] = (
-                time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+    # -- cancel -----------------------------------------------------------------------
+    def _hook_interrupts(self) -> None:
+        """Ansible stops at once on SIGINT/SIGTERM (no always blocks, no stats): write the
+        record as canceled first, then let Ansible's own handler run."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous = signal.getsignal(signum)
+                signal.signal(signum, self._interrupt_handler(previous))
+            except (ValueError, OSError):  # not the main thread: nothing to hook
+                return
+
+    def _interrupt_handler(self, previous: Any) -> Any:
+        def handler(signum: int, frame: Any) -> None:
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            self.interrupted(signum)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+        return handler
+
+    def interrupted(self, signum: int) -> None:
+        with self.lock:
+            if self.done or not self.record:
+                return
+            self.record["status"] = "canceled"
+            for (host, _), (_, began_at, phase) in self.started.items():
+                host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
+                host_rec["phases"].setdefault(
+                    phase,
+                    {"started": began_at, "duration": 0.0, "tasks": 0, "changed": False},
+                ).update({"status": "canceled", "finished": now(), "msg": "canceled here"})
+                host_rec.update({"status": "canceled", "failed_phase": phase})
+            self.record.setdefault("notes", []).append(
+                f"canceled by {signal.Signals(signum).name}: Ansible stopped where it was; "
+                "always/rescue blocks did not run"
             )
-        directory = self.get_option("record_dir")
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)
-        path = os.path.join(directory, f"{self.record['run_id']}.json")
-        tmp = f"{path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(redact(self.record), handle, indent=1, sort_keys=True, default=str)
-        os.replace(tmp, path)
+            self._finish()
+
+    # -- writing ----------------------------------------------------------------------
+    def write(self) -> None:
+        with self.lock:
+            if not self.record:
+                return
+            if not self.record.get("run_id"):
+                self.record["run_id"] = (
+                    time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+                )
+            finalize(self.record)
+            directory = self.get_option("record_dir")
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            os.chmod(directory, 0o700)
+            path = os.path.join(directory, f"{self.record['run_id']}.json")
+            tmp = f"{path}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(self.redacted(), handle, indent=1, sort_keys=True, default=str)
+            os.replace(tmp, path)
+            self._link_latest(directory, path)
+            self.last_write = time.monotonic()
+            if self.done:
+                self._display.display(f"run record: {path}", screen_only=True)
+
+    def redacted(self) -> dict[str, Any]:
+        """Inputs are masked by key name (target, results, decision), everything by value."""
+        record = dict(self.record)
+        for key in ("target", "decision", "given"):
+            record[key] = self.redactor.data(record.get(key))
+        record["hosts"] = {
+            host: {**data, "result": self.redactor.data(data["result"])}
+            if "result" in data
+            else data
+            for host, data in record["hosts"].items()
+        }
+        redacted: dict[str, Any] = self.redactor.data(record, by_name=False)
+        return redacted
+
+    @staticmethod
+    def _link_latest(directory: str, path: str) -> None:
         latest = os.path.join(directory, "latest.json")
-        if os.path.lexists(latest):
-            os.unlink(latest)
-        os.symlink(os.path.basename(path), latest)
-        self._display.display(f"run record: {path}", screen_only=True)
+        tmp = os.path.join(directory, f".latest-{os.getpid()}")
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.path.basename(path), tmp)
+        os.replace(tmp, latest)
+
+
+def _limit() -> str | None:
+    try:
+        from ansible import context
+
+        subset = context.CLIARGS.get("subset")
+    except (ImportError, AttributeError):
+        return None
+    return str(subset) if subset else None
 
 
 def phase_of(task: Any) -> str:
-    """The phase a task belongs to: its `phase_*` tag (the roles tag every task), else its role."""
-    for tag in task.tags or []:
-        if str(tag).startswith("phase_"):
-            return str(tag)[len("phase_") :]
+    """The phase a task belongs to: its ``phase_*`` tag, or one of a block or include
+    around it (the roles tag every task), else its role."""
+    node = task
+    while node is not None:
+        for tag in getattr(node, "tags", None) or []:
+            if str(tag).startswith("phase_"):
+                return str(tag)[len("phase_") :]
+        node = getattr(node, "_parent", None)
     role = getattr(task, "_role", None)
     return role.get_name() if role else "play"

@@ -1,0 +1,83 @@
+"""``rollbackctl emergency``: decide, message, roll back, verify, escalate, report."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ansible_collections.sre.rollback.plugins.module_utils.policy import SEVERITIES
+from rollbackctl.commands.decide import duration_option, impact_option
+from rollbackctl.commands.options import (
+    BadInputError,
+    build_run_options,
+    run_options,
+    target_options,
+)
+from rollbackctl.emergency import run_emergency
+from rollbackctl.rollback import BadInput
+
+EXIT_CODES_HELP = """
+\b
+Exit codes:
+  0  a level of the decided range was verified (or the decision is fix forward:
+     nothing ran)
+  1  every level that exists in the range ran and none was verified
+  2  bad input, or no level of the range has a playbook yet; nothing was changed
+  3  canceled (Ctrl-C / SIGTERM): no further level runs
+"""
+
+
+@click.command(name="emergency", epilog=EXIT_CODES_HELP)
+@click.option(
+    "-s",
+    "--severity",
+    required=True,
+    type=click.Choice(SEVERITIES, case_sensitive=False),
+    help="Severity of the incident.",
+)
+@click.option(
+    "--impact",
+    "impact_percent",
+    required=True,
+    metavar="PERCENT|all",
+    callback=impact_option,
+    help="Share of users affected: 0 to 100, or 'all'.",
+)
+@click.option(
+    "-t",
+    "--time-to-fix",
+    required=True,
+    metavar="DURATION",
+    callback=duration_option,
+    help="Estimated time to fix forward: 90s, 5m, 1h30m...",
+)
+@target_options
+@run_options
+def emergency_command(
+    severity: str, impact_percent: float, time_to_fix: int, **params: Any
+) -> None:
+    """Decide the level range with the decision matrix, send the internal and customer
+    messages, run the lowest level, verify it (its health gates, then playbooks/validate.yml
+    when it exists), escalate to the next level of the range when verification fails (with
+    an escalation message), and finish with the closing messages and the report (Markdown).
+
+    Levels whose playbook does not exist yet are skipped with a note.
+    """
+    options = build_run_options(0, params)
+    console = Console(highlight=False)
+    try:
+        result = run_emergency(options, severity, impact_percent, time_to_fix, console, sys.stdout)
+    except BadInput as error:
+        raise BadInputError(str(error)) from None
+    for step in result.steps:
+        console.print(
+            f"level {step.level}: {step.outcome}" + (f" ({step.note})" if step.note else ""),
+            highlight=False,
+        )
+    if result.report:
+        click.echo()
+        click.echo(result.report, nl=False)
+    sys.exit(result.exit_code)

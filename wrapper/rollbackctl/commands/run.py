@@ -1,0 +1,54 @@
+"""``rollbackctl run``: run one rollback level's playbook with live progress."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from rollbackctl.commands.options import (
+    BadInputError,
+    build_run_options,
+    run_options,
+    target_options,
+)
+from rollbackctl.rollback import (
+    EXIT_CODES_HELP,
+    BadInput,
+    outcome_json,
+    run_level,
+    show_outcome,
+)
+
+
+@click.command(name="run", epilog=EXIT_CODES_HELP)
+@click.option(
+    "--level",
+    required=True,
+    type=click.IntRange(1, 5),
+    help="1 feature flag, 2 configuration, 3 code, 4 database, 5 full system.",
+)
+@target_options
+@run_options
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON on stdout.")
+def run_command(level: int, as_json: bool, **params: Any) -> None:
+    """Run playbooks/rollback-l<LEVEL>.yml through ansible-runner, with progress per host
+    and per phase, and leave a run record (metrics, checklist, RTO/RPO) behind.
+
+    The start (ROLLBACK INITIATED, customer) and closing messages go where the policy's
+    communication channels say. Ctrl-C or SIGTERM cancels cleanly: Ansible is stopped,
+    this run's locks are released, the record is marked canceled.
+    """
+    options = build_run_options(level, params)
+    stream = sys.stderr if as_json else sys.stdout
+    console = Console(file=stream, highlight=False)
+    try:
+        outcome = run_level(options, console, stream)
+    except BadInput as error:
+        raise BadInputError(str(error)) from None
+    show_outcome(outcome, console)
+    if as_json:
+        click.echo(outcome_json(outcome))
+    sys.exit(outcome.exit_code)

@@ -1,0 +1,53 @@
+"""``rollbackctl status``: what is on the hosts now (read-only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from rollbackctl.commands.options import BadInputError, project_of, target_options
+from rollbackctl.rollback import BadInput
+from rollbackctl.status import problems, run_status, status_table
+
+EXIT_CODES_HELP = """
+\b
+Exit codes:
+  0  every host answered
+  1  a host was unreachable or a probe failed
+  2  bad input (inventory, no host matched); nothing was changed
+"""
+
+
+@click.command(name="status", epilog=EXIT_CODES_HELP)
+@target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status_command(
+    inventory: str,
+    limit: str | None,
+    hosts: str | None,
+    project_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Run playbooks/status.yml (read-only): per host the current release, the lock
+    holder, the last rollback, and flags, configuration checksum and database revision
+    where the inventory says where they are."""
+    project = project_of(project_dir)
+    try:
+        outcome = run_status(project, inventory, limit, hosts)
+    except BadInput as error:
+        raise BadInputError(str(error)) from None
+    if as_json:
+        click.echo(json.dumps([row.as_dict() for row in outcome.hosts], indent=2, default=str))
+    else:
+        console = Console(highlight=False)
+        if not console.is_terminal:
+            console = Console(highlight=False, width=160)  # logs: no wrapping in cells
+        console.print(status_table(outcome))
+        for line in [*problems(outcome), outcome.note]:
+            if line:
+                console.print(line, soft_wrap=True)
+    sys.exit(outcome.exit_code)

@@ -1,0 +1,283 @@
+"""``rollbackctl emergency``: decide, tell people, roll back, verify, escalate, report.
+
+1. The decision matrix gives a level range (or "fix forward": nothing runs).
+2. The internal (ROLLBACK INITIATED) and customer messages go out.
+3. The lowest level of the range runs; it is verified by its own health gates (the run's
+   status) and by ``playbooks/validate.yml`` when that exists.
+4. When verification fails, an escalation message goes out and the next level runs, up
+   to the top of the range (the policy's escalation settings already cap the range).
+   A level whose playbook does not exist yet is skipped with a note, never faked.
+5. The closing messages go out and the last run's report (Markdown) is printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+    LEVEL_NAMES,
+    Decision,
+    Policy,
+    decide,
+    format_percent,
+)
+from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+    LEVEL_BUDGETS,
+    iso,
+    level_label,
+    utcnow,
+)
+from rollbackctl import records
+from rollbackctl.messages import (
+    MessageContext,
+    Notifier,
+    message_context,
+    notifier_for,
+    record_messages,
+    send_closing,
+    send_escalation,
+    send_start,
+)
+from rollbackctl.progress import LineProgress, RunState
+from rollbackctl.project import records_dir
+from rollbackctl.report import render_report
+from rollbackctl.rollback import (
+    EXIT_BAD_INPUT,
+    EXIT_CANCELED,
+    EXIT_FAILED,
+    EXIT_OK,
+    BadInput,
+    Outcome,
+    RunOptions,
+    environment_name,
+    execute,
+    load_run_policy,
+    new_run_id,
+    prepare,
+    warn_failed_deliveries,
+)
+from rollbackctl.runner import CancelSwitch, PlaybookRequest, redactor_for, run_playbook
+
+VALIDATE_PLAYBOOK = "validate.yml"
+
+
+@dataclass
+class Step:
+    """One level of the range: skipped (no playbook), or run and verified or not."""
+
+    level: int
+    outcome: str  # verified | not verified | skipped | canceled
+    run_id: str | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "outcome": self.outcome,
+            "run_id": self.run_id,
+            "note": self.note,
+        }
+
+
+@dataclass
+class EmergencyResult:
+    exit_code: int
+    decision: Decision
+    steps: list[Step] = field(default_factory=list)
+    last: Outcome | None = None
+    report: str = ""
+
+
+def decide_incident(
+    base: RunOptions, severity: str, impact: float, time_to_fix: int
+) -> tuple[Decision, Policy]:
+    policy, _ = load_run_policy(base.inventory, base.policy_file)
+    return decide(policy, severity, impact, time_to_fix), policy
+
+
+def run_emergency(
+    base: RunOptions,
+    severity: str,
+    impact: float,
+    time_to_fix: int,
+    console: Console,
+    stream: TextIO,
+) -> EmergencyResult:
+    decision, policy = decide_incident(base, severity, impact, time_to_fix)
+    console.print(f"[bold]Decision:[/] {decision.summary}.", highlight=False)
+    console.print(decision.reason, highlight=False)
+    if decision.start_level is None or decision.max_level is None:
+        return EmergencyResult(EXIT_OK, decision)
+    levels = list(range(decision.start_level, decision.max_level + 1))
+    available = [level for level in levels if base.project.level_playbook(level)]
+    if not available:
+        raise BadInput(
+            f"none of the decided levels ({decision.row.level_text}) has a playbook yet: "
+            + base.project.missing_level_message(levels[0])
+        )
+    decided_at = iso(utcnow())
+    options = replace(
+        base,
+        severity=decision.severity,
+        impact=base.impact or f"{format_percent(impact)} of users",
+        decision={**decision.as_dict(), "decided_at": decided_at},
+        decided_at=decided_at,
+        procedure_started_at=decided_at,
+    )
+    redactor = redactor_for(base.extra_vars)
+    notifier = notifier_for(
+        policy, stream=stream, dry_run=not base.notify or base.check, redactor=redactor
+    )
+    context = _context(policy, options, available[0], budget=_budget(available))
+    send_start(notifier, policy, context)
+    warn_failed_deliveries(notifier, console)
+    result = EmergencyResult(EXIT_FAILED, decision)
+    with CancelSwitch().forwarding() as cancel:
+        _climb(options, levels, result, notifier, context, cancel, redactor, console)
+    _finish(result, notifier, policy, context, redactor, console)
+    return result
+
+
+def _budget(levels: list[int]) -> float:
+    """The ETA: every level of the range may run, so the sum of their budgets."""
+    return float(sum(LEVEL_BUDGETS[level] for level in levels))
+
+
+def _context(policy: Policy, options: RunOptions, level: int, budget: float) -> MessageContext:
+    return message_context(
+        policy,
+        level=level,
+        reason=options.reason,
+        impact=options.impact,
+        severity=options.severity,
+        environment=environment_name(options.inventory),
+        lead=options.lead,
+        budget_seconds=budget,
+    )
+
+
+def _climb(
+    options: RunOptions,
+    levels: list[int],
+    result: EmergencyResult,
+    notifier: Notifier,
+    context: MessageContext,
+    cancel: CancelSwitch,
+    redactor: Redactor,
+    console: Console,
+) -> None:
+    """Run the levels from the lowest until one is verified, escalating on failure."""
+    failed: tuple[int, str] | None = None
+    for level in levels:
+        playbook = options.project.level_playbook(level)
+        if playbook is None:
+            note = f"level {level} playbook not implemented yet: skipped"
+            console.print(f"[yellow]{note}[/]", highlight=False)
+            result.steps.append(Step(level, "skipped", note=note))
+            continue
+        if failed is not None:
+            escalated = _context_for_level(context, level)
+            send_escalation(notifier, escalated, failed[0], failed[1])
+            warn_failed_deliveries(notifier, console)
+        outcome = _run_one(options, level, cancel, redactor, console)
+        result.last = outcome
+        if outcome.exit_code == EXIT_CANCELED:
+            result.steps.append(Step(level, "canceled", outcome.record.get("run_id")))
+            result.exit_code = EXIT_CANCELED
+            return
+        verified, why = _verify(options, outcome, cancel, redactor, console)
+        result.steps.append(
+            Step(
+                level, "verified" if verified else "not verified", outcome.record.get("run_id"), why
+            )
+        )
+        if verified:
+            result.exit_code = EXIT_OK
+            return
+        if outcome.exit_code == EXIT_BAD_INPUT:
+            result.exit_code = EXIT_BAD_INPUT
+            return
+        failed = (level, why)
+
+
+def _context_for_level(context: MessageContext, level: int) -> MessageContext:
+    name = LEVEL_NAMES[level]
+    return replace(context, level=f"{level} ({name})", level_name=name, extra=dict(context.extra))
+
+
+def _run_one(
+    options: RunOptions, level: int, cancel: CancelSwitch, redactor: Redactor, console: Console
+) -> Outcome:
+    prepared = prepare(replace(options, level=level, run_id=new_run_id(level)))
+    outcome = execute(prepared, console, cancel, redactor)
+    console.print(outcome.summary, highlight=False)
+    return outcome
+
+
+def _verify(
+    options: RunOptions,
+    outcome: Outcome,
+    cancel: CancelSwitch,
+    redactor: Redactor,
+    console: Console,
+) -> tuple[bool, str]:
+    """The level's own health gates (its status), then playbooks/validate.yml if it exists."""
+    if outcome.exit_code != EXIT_OK:
+        return False, f"{level_label(outcome.record.get('level'))} failed: {outcome.summary}"
+    playbook = options.project.playbook(VALIDATE_PLAYBOOK)
+    if playbook is None:
+        return True, "health gates passed (no playbooks/validate.yml: the run's status counts)"
+    run_id = f"{outcome.record.get('run_id')}-validate"
+    request = PlaybookRequest(
+        project=options.project,
+        playbook=playbook,
+        inventory=options.inventory,
+        run_id=run_id,
+        record_dir=records_dir(options.artifacts),
+        artifacts_dir=options.artifacts / "rollbackctl",
+        extravars={"rollback_run_id": run_id},
+        user_extravars=options.extra_vars,
+        limit=options.limit,
+    )
+    console.print(f"[bold]Validating[/] with {playbook.name}", highlight=False)
+    state = RunState()
+    validation = run_playbook(request, LineProgress(console, state), cancel, redactor, state)
+    ok = validation.rc == 0 and not validation.canceled
+    note = f"{playbook.name} {'passed' if ok else 'failed'} (run {run_id})"
+    outcome.record["validation"] = {
+        "status": "ok" if ok else "failed",
+        "at": iso(utcnow()),
+        "playbook": playbook.name,
+        "run_id": run_id,
+        "note": note,
+    }
+    records.save(outcome.record_path, outcome.record, redactor)
+    return ok, note
+
+
+def _finish(
+    result: EmergencyResult,
+    notifier: Notifier,
+    policy: Policy,
+    context: MessageContext,
+    redactor: Redactor,
+    console: Console,
+) -> None:
+    last = result.last
+    if last is None:
+        return
+    record = last.record
+    record["escalation"] = [step.as_dict() for step in result.steps]
+    for step in result.steps:
+        if step.outcome == "skipped":
+            records.note(record, step.note)
+    records.save(last.record_path, record, redactor)
+    send_closing(notifier, policy, context, record)
+    warn_failed_deliveries(notifier, console)
+    record_messages(record, notifier.sent)
+    records.save(last.record_path, record, redactor)
+    result.report = render_report(record, "markdown")

@@ -1,0 +1,356 @@
+"""Live progress of a playbook run, per host and per phase, from ansible-runner's events.
+
+The roles tag every task ``phase_<name>`` (plan, build, switch, restart, health, revert,
+unlock, record). Events carry ``task_tags`` in some ansible-runner versions; otherwise the
+phase is read from the task's own file at ``task_path`` (its tags, or those of the block
+around it), and a task without one (inside an included role) stays in its host's phase.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+PHASE_ORDER = ("plan", "build", "hook", "switch", "restart", "health", "revert", "unlock", "record")
+DONE_EVENTS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+STYLES = {
+    "running": "yellow",
+    "ok": "green",
+    "changed": "green",
+    "skipped": "dim",
+    "failed": "bold red",
+    "unreachable": "bold red",
+    "canceled": "magenta",
+}
+BAD = ("failed", "unreachable", "canceled")
+
+
+# --------------------------------------------------------------------------------------------
+# Phase of a task
+
+
+def _phase_in_tags(tags: Any) -> str | None:
+    if isinstance(tags, str):
+        tags = [tags]
+    for tag in tags or []:
+        if str(tag).startswith("phase_"):
+            return str(tag)[len("phase_") :]
+    return None
+
+
+class PhaseResolver:
+    """The ``phase_*`` tag of a task, from the event or from the task's YAML file."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, dict[int, str | None]] = {}
+
+    def phase(self, event_data: Mapping[str, Any]) -> str | None:
+        tagged = _phase_in_tags(event_data.get("task_tags"))
+        if tagged:
+            return tagged
+        where = str(event_data.get("task_path") or "")
+        path, _, line = where.rpartition(":")
+        if not path or not line.isdigit():
+            return None
+        if path not in self.files:
+            self.files[path] = _task_phases(Path(path))
+        return self.files[path].get(int(line))
+
+
+def _task_phases(path: Path) -> dict[int, str | None]:
+    """Line of each task mapping (1-based, as ``task_path`` gives it) -> its phase."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    phases: dict[int, str | None] = {}
+    _walk(root, None, phases)
+    return phases
+
+
+def _walk(node: yaml.Node | None, inherited: str | None, phases: dict[int, str | None]) -> None:
+    if isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _walk(item, inherited, phases)
+    elif isinstance(node, yaml.MappingNode):
+        own = inherited
+        for key, value in node.value:
+            if key.value == "tags":
+                own = _phase_in_tags(_scalars(value)) or own
+        phases[node.start_mark.line + 1] = own
+        for key, value in node.value:
+            if key.value in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks"):
+                _walk(value, own, phases)
+
+
+def _scalars(node: yaml.Node) -> list[str]:
+    if isinstance(node, yaml.ScalarNode):
+        return [str(node.value)]
+    if isinstance(node, yaml.SequenceNode):
+        return [str(item.value) for item in node.value if isinstance(item, yaml.ScalarNode)]
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# State of a run
+
+
+@dataclass
+class PhaseState:
+    status: str = "running"
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    tasks: int = 0
+    msg: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+
+@dataclass
+class PhaseChange:
+    """A host's phase that just finished (or failed), for line-by-line progress."""
+
+    host: str
+    phase: str
+    state: PhaseState
+
+
+class RunState:
+    """What the events said so far: per host, per phase, the state; thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.hosts: dict[str, dict[str, PhaseState]] = {}
+        self.current: dict[str, str] = {}
+        self.phases: list[str] = []
+        self.task: str = ""
+        self.pid: int | None = None
+        self.no_hosts = False
+        self.stats: dict[str, Any] = {}
+        self.resolver = PhaseResolver()
+        self.started = time.monotonic()
+
+    def ordered_phases(self) -> list[str]:
+        known = [phase for phase in PHASE_ORDER if phase in self.phases]
+        return known + [phase for phase in self.phases if phase not in PHASE_ORDER]
+
+    def handle(self, event: Mapping[str, Any]) -> list[PhaseChange]:
+        """Take one event in; the phases it finished."""
+        with self.lock:
+            if self.pid is None and isinstance(event.get("pid"), int):
+                self.pid = event["pid"]
+            name = str(event.get("event") or "")
+            data = event.get("event_data") or {}
+            if name == "playbook_on_task_start":
+                self.task = str(data.get("task") or data.get("name") or "")
+            elif name == "playbook_on_no_hosts_matched":
+                self.no_hosts = True
+            elif name == "playbook_on_stats":
+                self.stats = dict(data.get("artifact_data") or {})
+                return self.close_all()
+            elif name == "runner_on_start":
+                return self._start(data)
+            elif name in DONE_EVENTS:
+                return self._done(data, DONE_EVENTS[name])
+            return []
+
+    def _phase(self, data: Mapping[str, Any]) -> str:
+        host = str(data.get("host"))
+        found = self.resolver.phase(data)
+        return found or self.current.get(host) or str(data.get("role") or "play")
+
+    def _start(self, data: Mapping[str, Any]) -> list[PhaseChange]:
+        host = str(data.get("host"))
+        phase = self._phase(data)
+        changes = []
+        previous = self.current.get(host)
+        if previous and previous != phase:
+            changes += self._close(host, previous)
+        phases = self.hosts.setdefault(host, {})
+        state = phases.get(phase)
+        if state is None or (state.finished is not None and state.status not in BAD):
+            if state is None:
+                phases[phase] = PhaseState()
+            else:
+                state.finished = None
+                state.status = "running"
+        if phase not in self.phases:
+            self.phases.append(phase)
+        self.current[host] = phase
+        return changes
+
+    def _done(self, data: Mapping[str, Any], status: str) -> list[PhaseChange]:
+        host = str(data.get("host"))
+        phase = self.current.get(host) or self._phase(data)
+        state = self.hosts.setdefault(host, {}).setdefault(phase, PhaseState())
+        if phase not in self.phases:
+            self.phases.append(phase)
+        if status == "skipped":
+            return []
+        state.tasks += 1
+        if status == "ok" and (data.get("res") or {}).get("changed"):
+            status = "changed"
+        if status in ("failed", "unreachable") and not data.get("ignore_errors"):
+            state.status = status
+            state.msg = _message(data)
+            state.finished = time.monotonic()
+            return [PhaseChange(host, phase, state)]
+        if state.status not in BAD:
+            state.status = "changed" if "changed" in (status, state.status) else "running"
+        return []
+
+    def _close(self, host: str, phase: str) -> list[PhaseChange]:
+        state = self.hosts.get(host, {}).get(phase)
+        if state is None or state.finished is not None:
+            return []
+        state.finished = time.monotonic()
+        if state.status == "running":
+            state.status = "ok" if state.tasks else "skipped"
+        return [PhaseChange(host, phase, state)]
+
+    def close_all(self, status: str | None = None) -> list[PhaseChange]:
+        """Every phase still open is over: finished normally, or ``status`` (canceled)."""
+        with self.lock:
+            changes = []
+            for host, phase in list(self.current.items()):
+                state = self.hosts[host][phase]
+                if status and state.finished is None:
+                    state.status = status
+                changes += self._close(host, phase)
+            self.current.clear()
+            return changes
+
+    def failed_hosts(self) -> list[str]:
+        with self.lock:
+            return [
+                h
+                for h, phases in self.hosts.items()
+                if any(state.status in BAD for state in phases.values())
+            ]
+
+
+def _message(data: Mapping[str, Any]) -> str:
+    result = data.get("res") or {}
+    return str(result.get("msg") or result.get("stderr") or "")[:300]
+
+
+# --------------------------------------------------------------------------------------------
+# Showing it
+
+
+class Progress(Protocol):
+    def start(self) -> None: ...
+
+    def update(self, changes: list[PhaseChange]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def phase_table(state: RunState, title: str = "") -> Table:
+    """Hosts down, phases across; each cell the phase's state and duration."""
+    with state.lock:
+        table = Table(title=title or None, title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("host", style="bold")
+        phases = state.ordered_phases()
+        for phase in phases:
+            table.add_column(phase)
+        for host, host_phases in state.hosts.items():
+            table.add_row(host, *(_cell(host_phases.get(phase)) for phase in phases))
+        return table
+
+
+def _cell(phase: PhaseState | None) -> Text:
+    if phase is None:
+        return Text("")
+    if phase.status == "running":
+        return Text(f"... {phase.seconds:.0f}s", STYLES["running"])
+    return Text(f"{phase.status} {phase.seconds:.1f}s", STYLES.get(phase.status, ""))
+
+
+class LiveProgress:
+    """A table redrawn in place, for terminals."""
+
+    def __init__(self, console: Console, state: RunState, title: str) -> None:
+        self.state = state
+        self.title = title
+        self.live = Live(
+            console=console, refresh_per_second=4, transient=True, get_renderable=self.render
+        )
+
+    def render(self) -> RenderableType:
+        table = phase_table(self.state, self.title)
+        task = Text(f"task: {self.state.task}", "dim") if self.state.task else Text("")
+        grid = Table.grid()
+        grid.add_row(table)
+        grid.add_row(task)
+        return grid
+
+    def start(self) -> None:
+        self.live.start()
+
+    def update(self, changes: list[PhaseChange]) -> None:
+        """The table is redrawn from the state on its own."""
+
+    def stop(self) -> None:
+        self.live.stop()
+
+
+class LineProgress:
+    """One line per finished phase of a host, for logs and CI."""
+
+    def __init__(self, console: Console, state: RunState) -> None:
+        self.console = console
+        self.state = state
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        """Nothing to set up."""
+
+    def update(self, changes: list[PhaseChange]) -> None:
+        with self.lock:
+            for change in changes:
+                line = Text(f"  {change.host:<16} {change.phase:<10} ")
+                line.append(change.state.status, STYLES.get(change.state.status, ""))
+                line.append(f" {change.state.seconds:.1f}s")
+                if change.state.msg:
+                    line.append(f"  {change.state.msg}", "red")
+                self.console.print(line, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        """Nothing to tear down."""
+
+
+class QuietProgress:
+    def start(self) -> None:
+        """Nothing shown."""
+
+    def update(self, changes: list[PhaseChange]) -> None:
+        """Nothing shown."""
+
+    def stop(self) -> None:
+        """Nothing shown."""
+
+
+def make_progress(console: Console, state: RunState, title: str, quiet: bool = False) -> Progress:
+    if quiet:
+        return QuietProgress()
+    if console.is_terminal:
+        return LiveProgress(console, state, title)
+    return LineProgress(console, state)

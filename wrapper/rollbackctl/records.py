@@ -1,0 +1,143 @@
+"""Run records on disk: find, load, complete and save them.
+
+The records are written by the collection's callback (``sre.rollback.run_record``); the
+wrapper adds what only it knows (messages sent, validation, escalation, locks released
+after a cancel) and recomputes the derived sections with the same module_utils code.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from ansible_collections.sre.rollback.plugins.module_utils.policy import LEVEL_NAMES
+from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+    finalize,
+    iso,
+    utcnow,
+)
+from rollbackctl.progress import RunState
+from rollbackctl.project import private_dir
+
+LATEST = "latest.json"
+
+
+class RecordNotFound(Exception):
+    """No such run record; the message says where it looked."""
+
+
+def record_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return [
+        path
+        for path in directory.glob("*.json")
+        if path.name != LATEST and not path.is_symlink() and path.is_file()
+    ]
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RecordNotFound(f"{path}: not a readable run record ({error})") from None
+    if not isinstance(data, dict):
+        raise RecordNotFound(f"{path}: not a run record")
+    return data
+
+
+def save(path: Path, record: dict[str, Any], redactor: Redactor | None = None) -> None:
+    """Recompute the derived sections, mask secrets, write atomically (0600 in 0700)."""
+    finalize(record)
+    data = redactor.data(record, by_name=False) if redactor else record
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def find(directory: Path, run_id: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The record of ``run_id`` (a unique prefix will do), else the latest rollback run."""
+    files = record_files(directory)
+    if not files:
+        raise RecordNotFound(f"no run records in {directory}")
+    if run_id:
+        return _by_id(directory, files, run_id)
+    records = [(path, _quiet_load(path)) for path in files]
+    rollbacks = [(p, r) for p, r in records if r and r.get("level") is not None]
+    candidates = rollbacks or [(p, r) for p, r in records if r]
+    if not candidates:
+        raise RecordNotFound(f"no readable run record in {directory}")
+    path, record = max(
+        candidates, key=lambda item: (str(item[1].get("started") or ""), item[0].stat().st_mtime)
+    )
+    return path, record
+
+
+def _by_id(directory: Path, files: list[Path], run_id: str) -> tuple[Path, dict[str, Any]]:
+    exact = directory / f"{run_id}.json"
+    if exact in files:
+        return exact, load(exact)
+    matches = [path for path in files if path.stem.startswith(run_id)]
+    if len(matches) == 1:
+        return matches[0], load(matches[0])
+    if matches:
+        names = ", ".join(sorted(path.stem for path in matches)[:10])
+        raise RecordNotFound(f"run id {run_id!r} is ambiguous in {directory}: {names}")
+    raise RecordNotFound(f"no run record {run_id!r} in {directory}")
+
+
+def _quiet_load(path: Path) -> dict[str, Any] | None:
+    try:
+        return load(path)
+    except RecordNotFound:
+        return None
+
+
+def fallback(
+    run_id: str, playbook: Path, level: int | None, state: RunState, status: str, note: str
+) -> dict[str, Any]:
+    """A record made by the wrapper when the callback left none (ansible-playbook did not
+    start, or was killed before its first write)."""
+    now = iso(utcnow())
+    hosts = {
+        host: {
+            "status": "failed"
+            if any(p.status in ("failed", "unreachable") for p in phases.values())
+            else "ok",
+            "phases": {
+                name: {
+                    "status": phase.status,
+                    "duration": round(phase.seconds, 3),
+                    "tasks": phase.tasks,
+                }
+                for name, phase in phases.items()
+            },
+        }
+        for host, phases in state.hosts.items()
+    }
+    return {
+        "run_id": run_id,
+        "playbook": playbook.name,
+        "level": level,
+        "level_name": LEVEL_NAMES.get(level) if level else None,
+        "who": getpass.getuser(),
+        "controller": socket.gethostname(),
+        "started": now,
+        "finished": now,
+        "status": status,
+        "hosts": hosts,
+        "tasks": [],
+        "notes": [note],
+    }
+
+
+def note(record: dict[str, Any], text: str) -> None:
+    record.setdefault("notes", []).append(text)

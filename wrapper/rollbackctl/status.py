@@ -1,0 +1,136 @@
+"""``rollbackctl status``: run the read-only ``playbooks/status.yml`` and show, per host, the
+current release, the lock holder, the last rollback, and flags, configuration and
+database revision where the inventory says where they are."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from rollbackctl.project import Project
+from rollbackctl.rollback import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput
+from rollbackctl.runner import PlaybookRequest, PlaybookResult, run_playbook
+
+STATUS_PLAYBOOK = "status.yml"
+
+
+@dataclass
+class HostStatus:
+    host: str
+    reachable: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "reachable": self.reachable,
+            "problem": self.problem,
+            **self.data,
+        }
+
+
+@dataclass
+class StatusOutcome:
+    exit_code: int
+    hosts: list[HostStatus]
+    note: str = ""
+
+
+def run_status(
+    project: Project, inventory: str, limit: str | None = None, hosts: str | None = None
+) -> StatusOutcome:
+    playbook = project.playbook(STATUS_PLAYBOOK)
+    if playbook is None:
+        raise BadInput(f"{project.root}/playbooks/{STATUS_PLAYBOOK} does not exist")
+    if "," not in inventory and not Path(inventory).expanduser().exists():
+        raise BadInput(f"inventory {inventory!r} not found")
+    with tempfile.TemporaryDirectory(prefix="rollbackctl-status-") as scratch:
+        request = PlaybookRequest(
+            project=project,
+            playbook=playbook,
+            inventory=inventory,
+            run_id="status",
+            record_dir=Path(scratch) / "records",  # a status check is not a run to keep
+            artifacts_dir=None,
+            extravars={"rollback_hosts": hosts} if hosts else {},
+            limit=limit,
+        )
+        result = run_playbook(request)
+    return outcome_of(result)
+
+
+def outcome_of(result: PlaybookResult) -> StatusOutcome:
+    published = result.state.stats.get("rollback_status") or {}
+    rows = []
+    for host, phases in result.state.hosts.items():
+        problems = [state for state in phases.values() if state.status in ("failed", "unreachable")]
+        reachable = not any(state.status == "unreachable" for state in problems)
+        data = published.get(host) if isinstance(published.get(host), Mapping) else {}
+        problem = problems[0].msg if problems else ""
+        rows.append(HostStatus(host, reachable, dict(data or {}), problem))
+    if result.no_hosts or not rows:
+        return StatusOutcome(EXIT_BAD_INPUT, rows, "no host matched (the `app` group, or --hosts)")
+    bad = any(not row.reachable or row.problem for row in rows)
+    return StatusOutcome(EXIT_FAILED if bad else EXIT_OK, rows)
+
+
+def _lock_text(lock: Any) -> Text:
+    if not isinstance(lock, Mapping):
+        return Text("free", "green")
+    return Text(f"{lock.get('run_id', '?')} ({lock.get('user', '?')})", "yellow")
+
+
+def _rollback_text(entry: Any) -> str:
+    if not isinstance(entry, Mapping):
+        return "none"
+    return f"{entry.get('time', '?')} {entry.get('tag', '?')}"
+
+
+def _flags_text(flags: Any) -> str:
+    if not isinstance(flags, Mapping):
+        return "-"
+    return ", ".join(f"{name}={state}" for name, state in sorted(flags.items())) or "none"
+
+
+def _config_text(config: Any) -> str:
+    if not isinstance(config, Mapping) or not config.get("sha256"):
+        return "-"
+    return f"sha256:{str(config['sha256'])[:8]}"
+
+
+def _db_text(data: Mapping[str, Any]) -> str:
+    if data.get("db_error"):
+        return f"error: {data['db_error']}"
+    return str(data.get("db_revision") or "-")
+
+
+def status_table(outcome: StatusOutcome) -> Table:
+    table = Table(title="Rollback status", title_justify="left", show_edge=False)
+    for column in ("host", "release", "lock", "last rollback", "flags", "config", "db revision"):
+        table.add_column(column)
+    for row in outcome.hosts:
+        if not row.reachable or (row.problem and not row.data):
+            table.add_row(row.host, Text("unreachable" if not row.reachable else "failed", "red"))
+            continue
+        data = row.data
+        table.add_row(
+            row.host,
+            str(data.get("tag") or data.get("release") or "none"),
+            _lock_text(data.get("lock")),
+            _rollback_text(data.get("last_rollback")),
+            _flags_text(data.get("flags")),
+            _config_text(data.get("config")),
+            _db_text(data),
+        )
+    return table
+
+
+def problems(outcome: StatusOutcome) -> list[str]:
+    return [f"{row.host}: {row.problem}" for row in outcome.hosts if row.problem]
