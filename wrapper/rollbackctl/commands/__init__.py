@@ -9,11 +9,13 @@ from rollbackctl.commands.emergency import emergency_command
 from rollbackctl.commands.report import report_command
 from rollbackctl.commands.run import run_command
 from rollbackctl.commands.status import status_command
+from rollbackctl.commands.validate import validate_command
 
 COMMANDS: list[click.Command] = [
     decide_command,
     run_command,
     emergency_command,
     status_command,
+    validate_command,
     report_command,
 ]
