@@ -1,0 +1,501 @@
+#!/usr/bin/python
+# GPL-3.0-or-later
+"""Level 2's atomic step on a host: snapshot, validate and restore configuration revisions."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: config_revision
+short_description: Snapshot a config directory into revisions with checksums, and restore or apply one after validating it
+version_added: "0.1.0"
+description:
+  - Manages the files of a configuration directory that match I(files) and not I(exclude)
+    (keep secrets and runtime state, such as a password file or a flags file, out).
+  - C(state=snapshot) records the live files as a revision in the revision store
+    (content, mode, owner and a sha256 of each file, and of the whole), once per content.
+  - C(state=restored) puts a target back. C(source=store) restores a revision of the
+    store (I(target) empty means the revision live before the current one, skipping
+    revisions that a rollback left behind); every checksum is verified first.
+    C(source=git) reads the target from the git repository the directory is part of
+    (I(target) default C(HEAD~1), as in C(git checkout HEAD~1 -- config/)); the working
+    tree is changed, not the history.
+  - C(state=applied) writes new content for some files (I(content)).
+  - Before anything is written, the whole directory is staged next to itself with the
+    target in place and I(validate) runs against the staged copy (C({dir})); if it fails,
+    nothing is changed and the module fails with the validator's output. Then the live
+    files are snapshot (so that the change can be undone), each changed file is replaced
+    with one atomic rename, and the timeline records what became live.
+  - With I(lock_root) and I(run_id), the application lock shared with deploy and every
+    rollback level is taken (kept afterwards with I(keep_lock), for a restart and health
+    check under the same lock).
+author:
+  - SRE rollback team
+attributes:
+  check_mode:
+    support: full
+    description: Resolves the target, validates it in a staged copy, reports the plan and the diff, and changes nothing.
+  diff_mode:
+    support: full
+    description: A unified diff of every managed file between the live config and the target.
+options:
+  path:
+    description: The configuration directory.
+    type: path
+    required: true
+  state:
+    description: What to do.
+    type: str
+    choices: [inspect, snapshot, restored, applied]
+    default: inspect
+  source:
+    description: Where C(state=restored) takes the target from.
+    type: str
+    choices: [store, git]
+    default: store
+  target:
+    description:
+      - C(source=store) a revision id (C(r0003-1a2b3c4d)); empty for the previous revision.
+        C(source=git) any revision git understands; empty for C(HEAD~1).
+    type: str
+    default: ""
+  content:
+    description: C(state=applied) new content by relative path (other files are left as they are).
+    type: dict
+    default: {}
+  files:
+    description: Globs (relative to I(path), C(*) crosses directories) of the managed files.
+    type: list
+    elements: str
+    default: ["*"]
+  exclude:
+    description: Globs of files never snapshot, diffed or restored.
+    type: list
+    elements: str
+    default: []
+  store_root:
+    description: Root of the revision stores (one sub-directory per config directory), mode 0700.
+    type: path
+    default: /var/lib/sre-rollback/config
+  keep:
+    description: Revisions kept in the store (the live one and those of this change are never pruned).
+    type: int
+    default: 20
+  validate:
+    description:
+      - Shell command that exits 0 when a config is valid. C({dir}) is replaced by the
+        directory to check (the staged copy). Without C({dir}) it runs after the change
+        against the live files, and a failure puts the previous files back. Empty for none.
+    type: str
+    default: ""
+  validate_timeout:
+    description: Seconds the validator may take.
+    type: int
+    default: 60
+  event:
+    description:
+      - Name of the change in the timeline. After C(rollback) and C(revert), the revision
+        that was live before is marked bad (never picked as "previous" again).
+    type: str
+    choices: [rollback, apply, revert, snapshot]
+  reason:
+    description: Why (timeline).
+    type: str
+  incident:
+    description: Incident id (timeline).
+    type: str
+  run_id:
+    description: Id of the run (timeline, lock owner).
+    type: str
+  user:
+    description: Who runs this (timeline, lock owner).
+    type: str
+  controller:
+    description: C(host:pid) of the controller, for the lock owner record.
+    type: str
+  lock_root:
+    description: Application root that holds the lock (C(.rollback.lock)); empty for no lock.
+    type: path
+  break_lock:
+    description: Break a lock held by another run (a crashed run's stale lock).
+    type: bool
+    default: false
+  keep_lock:
+    description: Keep the lock after the call (the caller drops it, for example with C(sre.rollback.release) C(state=unlocked)).
+    type: bool
+    default: false
+"""
+
+EXAMPLES = r"""
+- name: Restore the previous revision of the app's config, validated first
+  sre.rollback.config_revision:
+    path: /etc/demo-app
+    state: restored
+    exclude: [flags.json, db-password]
+    validate: /opt/demo-app/current/bin/demo-app check-config --config-dir {dir}
+    event: rollback
+    run_id: "{{ rollback_run_id }}"
+    lock_root: /opt/demo-app
+    keep_lock: true
+
+- name: Go back one commit in the config repository (git checkout HEAD~1 -- .)
+  sre.rollback.config_revision:
+    path: /srv/app/config
+    state: restored
+    source: git
+    target: HEAD~1
+    validate: nginx -t -p {dir} -c {dir}/nginx.conf
+
+- name: Apply a new app.ini through the revision store
+  sre.rollback.config_revision:
+    path: /etc/demo-app
+    state: applied
+    content:
+      app.ini: "{{ lookup('ansible.builtin.template', 'app.ini.j2') }}"
+    exclude: [flags.json, db-password]
+    validate: /opt/demo-app/current/bin/demo-app check-config --config-dir {dir}
+"""
+
+RETURN = r"""
+before:
+  description: The live config before the call (revision id when it matches one, checksum).
+  returned: always
+  type: dict
+  sample: {revision: r0004-9f8e7d6c, checksum: 9f8e7d6c...}
+after:
+  description: The live config after the call (the planned one in check mode).
+  returned: when state is restored, applied or snapshot
+  type: dict
+target:
+  description: What was restored (revision id, or git commit and subject) and why it was picked.
+  returned: when state=restored
+  type: dict
+files:
+  description: Paths added, changed and removed.
+  returned: when state is restored or applied
+  type: dict
+  sample: {added: [], changed: [app.ini], removed: []}
+snapshot:
+  description: The revision that holds the config as it was before the change (to undo it).
+  returned: when something changed
+  type: str
+validation:
+  description: Whether the validator ran, its verdict and its output.
+  returned: when state is restored or applied
+  type: dict
+revisions:
+  description: The revisions of the store, oldest first, with their state (live, bad).
+  returned: when state=inspect
+  type: list
+previous:
+  description: The revision that C(target="") would restore, and why.
+  returned: when state=inspect
+  type: dict
+lock:
+  description: The lock holder seen before the call (null when free).
+  returned: always
+  type: dict
+store:
+  description: Directory of this config directory's revision store.
+  returned: always
+  type: str
+"""
+
+import os
+import shutil
+import socket
+import time
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.sre.rollback.plugins.module_utils import applock
+from ansible_collections.sre.rollback.plugins.module_utils import config_revisions as cr
+from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
+    ChangeError,
+    lock_owner,
+    refuse_if_locked,
+    take_lock,
+    utc_now,
+)
+
+DEFAULT_EVENT = {"restored": "rollback", "applied": "apply", "snapshot": "snapshot"}
+
+
+def describe_live(store: cr.Store, live: cr.Tree) -> dict[str, Any]:
+    total = cr.checksum(live)
+    return {"revision": store.by_checksum(total), "checksum": total, "files": len(live)}
+
+
+def resolve_target(
+    p: dict[str, Any], store: cr.Store, live: cr.Tree, live_id: str | None
+) -> tuple[cr.Tree, dict[str, Any]]:
+    """The target tree and how it was picked."""
+    if p["state"] == "applied":
+        given = {
+            str(rel).lstrip("/"): cr.File(str(text).encode()) for rel, text in p["content"].items()
+        }
+        outside = [
+            rel
+            for rel in given
+            if not cr.managed(rel, p["files"], p["exclude"]) or ".." in rel.split("/")
+        ]
+        if outside:
+            raise ChangeError(
+                f"content for {', '.join(outside)}: not a managed file of {p['path']} (files "
+                f"{p['files']}, exclude {p['exclude']}); nothing was changed"
+            )
+        target = dict(live)
+        target.update(cr.with_live_owners(given, live, p["path"]))
+        return target, {"source": "content", "files": sorted(given)}
+    if p["source"] == "git":
+        cr.git_check(p["path"])
+        commit = cr.git_resolve(p["path"], p["target"] or "HEAD~1")
+        wanted = cr.with_live_owners(
+            cr.git_tree(p["path"], commit, p["files"], p["exclude"]), live, p["path"]
+        )
+        tracked = cr.git_tracked(p["path"])
+        # Files git does not know stay as they are; tracked files absent in the target go.
+        target = {rel: f for rel, f in live.items() if rel not in tracked}
+        target.update(wanted)
+        return target, {
+            "source": "git",
+            "ref": p["target"] or "HEAD~1",
+            **cr.git_describe(p["path"], commit),
+        }
+    rid = p["target"]
+    why = "named"
+    if not rid:
+        found, why = store.previous(live_id)
+        if found is None:
+            known = ", ".join(m["id"] for m in store.manifests()) or "none"
+            raise ChangeError(
+                f"no earlier revision of {p['path']} to go back to ({why}; revisions: {known}, "
+                f"bad: {', '.join(sorted(store.bad())) or 'none'}). Name one with target, or "
+                "apply configs through the config role so that each change has a revision."
+            )
+        rid = found
+    return store.load(rid), {"source": "store", "revision": rid, "why": why}
+
+
+def run_validation(
+    p: dict[str, Any], target: cr.Tree, changes: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Validate the target in a staged copy of the directory; ChangeError when invalid."""
+    if not p["validate"]:
+        return {"ran": False, "ok": None, "output": "no validator configured"}
+    if "{dir}" not in p["validate"]:
+        return {
+            "ran": False,
+            "ok": None,
+            "output": "runs after the change (the validator takes no {dir})",
+        }
+    staging = cr.stage(p["path"], target, changes["removed"])
+    try:
+        ok, output = cr.validate(
+            p["validate"], staging, p["validate_timeout"], f"{p['path']} (staged target)"
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if not ok:
+        raise ChangeError(
+            f"the target config of {p['path']} is invalid; nothing was changed. Validator {output}"
+        )
+    return {"ran": True, "ok": True, "output": output}
+
+
+def do_inspect(p: dict[str, Any], store: cr.Store, live: cr.Tree) -> dict[str, Any]:
+    live_info = describe_live(store, live)
+    bad = store.bad()
+    previous, why = store.previous(live_info["revision"])
+    revisions = [
+        {
+            "id": m["id"],
+            "created": m.get("created"),
+            "checksum": m.get("checksum"),
+            "files": sorted(m.get("files", {})),
+            "reason": m.get("reason"),
+            "state": "live"
+            if m["id"] == live_info["revision"]
+            else ("bad" if m["id"] in bad else "good"),
+        }
+        for m in store.manifests()
+    ]
+    return {
+        "changed": False,
+        "before": live_info,
+        "revisions": revisions,
+        "previous": {"revision": previous, "why": why},
+    }
+
+
+def meta_of(p: dict[str, Any], event: str) -> dict[str, Any]:
+    return {
+        "event": event,
+        "run_id": p["run_id"],
+        "user": p["user"],
+        "reason": p["reason"],
+        "incident": p["incident"],
+    }
+
+
+def timeline_entry(p: dict[str, Any], event: str, revision: str, **more: Any) -> dict[str, Any]:
+    return {
+        "time": utc_now(),
+        "host": socket.gethostname(),
+        "revision": revision,
+        **meta_of(p, event),
+        **more,
+    }
+
+
+def do_snapshot(
+    module: AnsibleModule, p: dict[str, Any], store: cr.Store, live: cr.Tree
+) -> dict[str, Any]:
+    before = describe_live(store, live)
+    if module.check_mode:
+        return {"changed": before["revision"] is None, "before": before, "after": before}
+    rid, created = store.save(live, meta_of(p, "snapshot"))
+    history = store.live_history()
+    if not history or history[-1] != rid:
+        store.record(timeline_entry(p, "snapshot", rid))
+    store.prune(p["keep"], {rid})
+    return {
+        "changed": created,
+        "before": before,
+        "after": {**before, "revision": rid},
+        "snapshot": rid,
+    }
+
+
+def do_change(
+    module: AnsibleModule, p: dict[str, Any], store: cr.Store, live: cr.Tree
+) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    before = describe_live(store, live)
+    target, picked = resolve_target(p, store, live, before["revision"])
+    changes = cr.compare(live, target)
+    diff_text = cr.unified_diff(live, target, changes)
+    after = {
+        "revision": picked.get("revision") or store.by_checksum(cr.checksum(target)),
+        "checksum": cr.checksum(target),
+    }
+    result: dict[str, Any] = {
+        "changed": cr.has_changes(changes),
+        "before": before,
+        "after": after,
+        "target": picked,
+        "files": changes,
+        "diff": {
+            "before_header": p["path"],
+            "after_header": f"{p['path']} ({picked.get('revision') or picked.get('commit') or 'given content'})",
+            "prepared": diff_text,
+        },
+        "validation": {"ran": False, "ok": None, "output": "nothing to change"},
+        "timings": timings,
+    }
+    timings["resolve"] = round(time.monotonic() - started, 3)
+    if not result["changed"]:
+        return result
+    refuse_if_locked(p["lock_root"], p["run_id"], p["break_lock"])
+    started = time.monotonic()
+    result["validation"] = run_validation(p, target, changes)
+    timings["validate"] = round(time.monotonic() - started, 3)
+    if module.check_mode:
+        return result
+
+    event = p["event"] or DEFAULT_EVENT[p["state"]]
+    owner = lock_owner(p["run_id"] or "", p["user"], p["controller"], f"config {event}")
+    took = take_lock(p["lock_root"], p["run_id"], owner, p["break_lock"])
+    try:
+        started = time.monotonic()
+        snapshot, _ = store.save(live, meta_of(p, "snapshot"))
+        history = store.live_history()
+        if not history or history[-1] != snapshot:
+            store.record(timeline_entry(p, "snapshot", snapshot))
+        result["snapshot"] = snapshot
+        timings["snapshot"] = round(time.monotonic() - started, 3)
+        started = time.monotonic()
+        try:
+            cr.apply(p["path"], target, changes)
+            if p["validate"] and "{dir}" not in p["validate"]:
+                ok, output = cr.validate(p["validate"], p["path"], p["validate_timeout"])
+                result["validation"] = {"ran": True, "ok": ok, "output": output}
+                if not ok:
+                    raise ChangeError(
+                        f"the new config of {p['path']} is invalid. Validator {output}"
+                    )
+        except (ChangeError, OSError) as exc:
+            cr.apply(p["path"], live, cr.compare(target, live))
+            raise ChangeError(f"{exc}; the previous files were put back") from exc
+        timings["apply"] = round(time.monotonic() - started, 3)
+        rid, _ = store.save(target, meta_of(p, event))
+        extra: dict[str, Any] = {"from": snapshot}
+        if event in ("rollback", "revert") and snapshot != rid:
+            extra["bad"] = snapshot
+        if picked["source"] == "git":
+            extra["git_commit"] = picked["commit"]
+        store.record(timeline_entry(p, event, rid, **extra))
+        result["after"] = {"revision": rid, "checksum": cr.checksum(target)}
+        result["pruned"] = store.prune(p["keep"], {rid, snapshot})
+    finally:
+        if took and not p["keep_lock"]:
+            applock.release(p["lock_root"], p["run_id"])
+    return result
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "path": {"type": "path", "required": True},
+            "state": {
+                "type": "str",
+                "default": "inspect",
+                "choices": ["inspect", "snapshot", "restored", "applied"],
+            },
+            "source": {"type": "str", "default": "store", "choices": ["store", "git"]},
+            "target": {"type": "str", "default": ""},
+            "content": {"type": "dict", "default": {}},
+            "files": {"type": "list", "elements": "str", "default": ["*"]},
+            "exclude": {"type": "list", "elements": "str", "default": []},
+            "store_root": {"type": "path", "default": "/var/lib/sre-rollback/config"},
+            "keep": {"type": "int", "default": 20},
+            "validate": {"type": "str", "default": ""},
+            "validate_timeout": {"type": "int", "default": 60},
+            "event": {"type": "str", "choices": ["rollback", "apply", "revert", "snapshot"]},
+            "reason": {"type": "str"},
+            "incident": {"type": "str"},
+            "run_id": {"type": "str"},
+            "user": {"type": "str"},
+            "controller": {"type": "str"},
+            "lock_root": {"type": "path"},
+            "break_lock": {"type": "bool", "default": False},
+            "keep_lock": {"type": "bool", "default": False},
+        },
+        required_if=[("state", "applied", ["content"])],
+        supports_check_mode=True,
+    )
+    p = dict(module.params)
+    p["path"] = os.path.normpath(p["path"])
+    if p["keep"] < 2:
+        module.fail_json(msg="keep must be at least 2: the live revision and the one before it")
+    store = cr.Store(p["store_root"], p["path"])
+    lock = applock.read_owner(p["lock_root"]) if p["lock_root"] else None
+    try:
+        live = cr.read_live(p["path"], p["files"], p["exclude"])
+        if p["state"] == "inspect":
+            result = do_inspect(p, store, live)
+        elif p["state"] == "snapshot":
+            result = do_snapshot(module, p, store, live)
+        else:
+            if p["state"] == "applied" and not p["content"]:
+                raise ChangeError("state=applied needs content: {relative path: new content}")
+            result = do_change(module, p, store, live)
+    except (ChangeError, OSError, ValueError) as exc:
+        module.fail_json(msg=str(exc), lock=lock, store=store.path)
+    module.exit_json(lock=lock, store=store.path, **result)
+
+
+if __name__ == "__main__":
+    main()
