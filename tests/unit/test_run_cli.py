@@ -652,3 +652,58 @@ def test_status_of_an_unreachable_host(tmp_path: Path) -> None:
     result = invoke("status", "-i", str(inventory), "--project-dir", str(REPO))
     assert result.exit_code == 1, result.output
     assert "unreachable" in result.output and "bogus:" in result.output
+
+
+def _with_levels_1_and_2(fake: Fake) -> None:
+    for level in (1, 2):
+        (fake.root / "playbooks" / f"rollback-l{level}.yml").write_text(LEVEL_PLAYBOOK)
+
+
+def test_emergency_skips_level_1_without_flags_to_turn_off(fake: Fake, tmp_path: Path) -> None:
+    _with_levels_1_and_2(fake)
+    artifacts = tmp_path / "a"
+    result = invoke(
+        "emergency",
+        "-s",
+        "low",
+        "--impact",
+        "10",
+        "-t",
+        "5m",
+        *fake_args(fake, artifacts),
+        "--no-notify",
+    )
+    assert result.exit_code == 0, result.output
+    assert "level 1 needs the flags to turn off (-e feature_flag_names=" in result.output
+    runs = all_records(artifacts)
+    assert set(runs) == {2}, "level 1 had nothing to do: it did not run"
+    assert [step["outcome"] for step in runs[2]["escalation"]] == ["skipped", "verified"]
+
+
+@pytest.mark.parametrize("where", ["extra vars", "inventory"])
+def test_emergency_runs_level_1_when_flags_are_named(
+    fake: Fake, tmp_path: Path, where: str
+) -> None:
+    _with_levels_1_and_2(fake)
+    more = ["-e", "feature_flag_names=new_checkout"] if where == "extra vars" else []
+    if where == "inventory":
+        fake.inventory.write_text(
+            fake.inventory.read_text().rstrip("\n") + " feature_flag_names=new_checkout\n"
+        )
+    artifacts = tmp_path / "a"
+    result = invoke(
+        "emergency",
+        "-s",
+        "low",
+        "--impact",
+        "10",
+        "-t",
+        "5m",
+        *fake_args(fake, artifacts),
+        "--no-notify",
+        *more,
+    )
+    assert result.exit_code == 0, result.output
+    runs = all_records(artifacts)
+    assert set(runs) == {1}, "level 1 was verified: level 2 did not run"
+    assert "feature_flag_names" not in result.output

@@ -12,7 +12,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -60,9 +65,24 @@ from rollbackctl.rollback import (
     prepare,
     warn_failed_deliveries,
 )
-from rollbackctl.runner import CancelSwitch, PlaybookRequest, redactor_for, run_playbook
+from rollbackctl.runner import (
+    CancelSwitch,
+    PlaybookRequest,
+    inventory_args,
+    redactor_for,
+    run_playbook,
+)
 
 VALIDATE_PLAYBOOK = "validate.yml"
+# Inputs without which a level cannot do anything: it is skipped with a note (and the
+# range goes on), rather than run to fail and send an escalation for nothing.
+LEVEL_INPUTS = {
+    1: (
+        "feature_flag_names",
+        "level 1 needs the flags to turn off (-e feature_flag_names=NAME[,NAME], or "
+        "feature_flag_names in the inventory): skipped",
+    ),
+}
 
 
 @dataclass
@@ -113,7 +133,10 @@ def run_emergency(
     if decision.start_level is None or decision.max_level is None:
         return EmergencyResult(EXIT_OK, decision)
     levels = list(range(decision.start_level, decision.max_level + 1))
-    available = [level for level in levels if base.project.level_playbook(level)]
+    unusable = {level: why for level in levels if (why := missing_inputs(base, level))}
+    available = [
+        level for level in levels if base.project.level_playbook(level) and level not in unusable
+    ]
     if not available:
         raise BadInput(
             f"none of the decided levels ({decision.row.level_text}) has a playbook yet: "
@@ -137,9 +160,45 @@ def run_emergency(
     warn_failed_deliveries(notifier, console)
     result = EmergencyResult(EXIT_FAILED, decision)
     with CancelSwitch().forwarding() as cancel:
-        _climb(options, levels, result, notifier, context, cancel, redactor, console)
+        _climb(options, levels, unusable, result, notifier, context, cancel, redactor, console)
     _finish(result, notifier, policy, context, redactor, console)
     return result
+
+
+def missing_inputs(options: RunOptions, level: int) -> str | None:
+    """Why ``level`` cannot run with these options (see LEVEL_INPUTS), or None. A variable
+    counts when given with ``-e`` or set for any host of the inventory."""
+    if level not in LEVEL_INPUTS or options.project.level_playbook(level) is None:
+        return None
+    name, why = LEVEL_INPUTS[level]
+    if options.extra_vars.get(name):
+        return None
+    return None if inventory_sets(options, name) else why
+
+
+def inventory_sets(options: RunOptions, name: str) -> bool:
+    """Whether the inventory (its group_vars and host_vars included) gives ``name`` a
+    non-empty value for any host. An inventory that cannot be read counts as not setting
+    it; the level's own preflight has the last word when it runs."""
+    binary = Path(sys.executable).parent / "ansible-inventory"
+    command = [str(binary) if binary.exists() else "ansible-inventory"]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(options.project.ansible_cfg))
+    try:
+        proc = subprocess.run(
+            [*command, *inventory_args(options.inventory), "--list"],
+            cwd=options.project.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        listing = json.loads(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return False
+    scopes = [(listing.get("all") or {}).get("vars") or {}]
+    scopes += ((listing.get("_meta") or {}).get("hostvars") or {}).values()
+    return any(bool(scope.get(name)) for scope in scopes if isinstance(scope, dict))
 
 
 def _budget(levels: list[int]) -> float:
@@ -163,6 +222,7 @@ def _context(policy: Policy, options: RunOptions, level: int, budget: float) -> 
 def _climb(
     options: RunOptions,
     levels: list[int],
+    unusable: dict[int, str],
     result: EmergencyResult,
     notifier: Notifier,
     context: MessageContext,
@@ -174,8 +234,8 @@ def _climb(
     failed: tuple[int, str] | None = None
     for level in levels:
         playbook = options.project.level_playbook(level)
-        if playbook is None:
-            note = f"level {level} playbook not implemented yet: skipped"
+        if playbook is None or level in unusable:
+            note = unusable.get(level) or f"level {level} playbook not implemented yet: skipped"
             console.print(f"[yellow]{note}[/]", highlight=False)
             result.steps.append(Step(level, "skipped", note=note))
             continue
