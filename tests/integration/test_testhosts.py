@@ -37,9 +37,50 @@ def _mounts() -> list[str]:
         return sorted(" ".join((line.split()[4], line.split(" - ")[1].split()[0])) for line in fh)
 
 
-def _rig_processes() -> set[str]:
-    """Live processes that look like rig leftovers (zombies are the init's to reap)."""
+def _instance() -> int:
+    return int(os.environ.get("TESTHOSTS_INSTANCE", "0") or "0")
+
+
+def _markers(instance: int) -> re.Pattern[str]:
+    """What names the machine-side traces of rig instance N (see tests/hosts/testhosts)."""
+    tag = "" if instance == 0 else str(instance)
+    table = 3099 - instance
+    state = "sre-rollback-testhosts" + (f"-{instance}" if instance else "")
+    return re.compile(
+        rf"\btr{tag}[hv]\d|\btrb{instance}\b|lookup {table}\b|table {table}\b"
+        rf"|172\.30\.{99 - instance}\.|/run/{state}/|\bsre-testhosts"
+        + (f"-{instance}" if instance else "")
+        + r"$"
+    )
+
+
+# Other instances' rigs (a developer's demo, a helper's tests) may come and go while a
+# lifecycle test runs: their traces are left out of the snapshots.
+FOREIGN = [_markers(n) for n in range(10) if n != _instance()]
+
+
+def _foreign(line: str) -> bool:
+    return any(pattern.search(line) for pattern in FOREIGN)
+
+
+def _foreign_netns() -> set[str]:
+    """The namespace ids (as /proc/PID/ns/net reads) of other instances' hosts."""
     found = set()
+    for name in _lines("ip", "netns", "list"):
+        name = name.split()[0]
+        if _foreign(name):
+            try:
+                found.add(f"net:[{os.stat(f'/run/netns/{name}').st_ino}]")
+            except OSError:
+                continue
+    return found
+
+
+def _rig_processes() -> set[str]:
+    """Live processes of this instance that look like rig leftovers (zombies are the init's
+    to reap; processes in another instance's hosts are that rig's)."""
+    found = set()
+    foreign_netns = _foreign_netns()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as fh:
@@ -50,6 +91,8 @@ def _rig_processes() -> set[str]:
             netns = os.readlink(f"/proc/{pid}/ns/net")
         except OSError:
             continue
+        if netns in foreign_netns or _foreign(cmd):
+            continue
         if re.search(
             r"\btini\b|sshd|systemd-nspawn|sre-rollback-testhosts", cmd
         ) or netns != os.readlink("/proc/self/ns/net"):
@@ -58,15 +101,27 @@ def _rig_processes() -> set[str]:
 
 
 def machine_snapshot() -> dict[str, list[str]]:
-    return {
+    """This instance's view of the machine: everything, minus other rig instances' traces
+    (and the shared /run/netns mount point while another instance has hosts)."""
+    snapshot = {
         "netns": _lines("ip", "netns", "list"),
         "links": sorted(os.listdir("/sys/class/net")),
         "rules": _lines("ip", "rule"),
         "routes": _lines("ip", "route", "show", "table", "all"),
         "mounts": _mounts(),
-        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/sre-testhosts")),
-        "processes": sorted(_rig_processes()),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/sre-testhosts*")),
     }
+    others = any(_foreign(name) for name in snapshot["netns"])
+    snapshot = {
+        key: [
+            line
+            for line in lines
+            if not _foreign(line) and not (others and line.startswith("/run/netns "))
+        ]
+        for key, lines in snapshot.items()
+    }
+    snapshot["processes"] = sorted(_rig_processes())
+    return snapshot
 
 
 def _new_rig_processes(before: list[str], timeout: float = 10) -> list[str]:
@@ -93,8 +148,8 @@ def test_up_down_leaves_machine_as_it_was(tmp_path: Path) -> None:
     try:
         rig.up(3)
         during = machine_snapshot()
-        assert during["netns"] and "trb0" in during["links"]
-        assert any("lookup 3099" in rule for rule in during["rules"])
+        assert during["netns"] and f"trb{_instance()}" in during["links"]
+        assert any(f"lookup {3099 - _instance()}" in rule for rule in during["rules"])
         assert during["mounts"] != before["mounts"]
         assert rig.inventory.is_file()
     finally:
@@ -231,7 +286,16 @@ def test_egress_blocked_but_rig_reachable(testhosts: TestHosts) -> None:
             res = testhosts.exec(name, "ip", "route", "get", addr, check=False)
             assert res.returncode != 0 or "unreachable" in res.stdout, res.stdout
             res = subprocess.run(
-                ["ip", "route", "get", addr, "from", testhosts.addr(name), "iif", "trb0"],
+                [
+                    "ip",
+                    "route",
+                    "get",
+                    addr,
+                    "from",
+                    testhosts.addr(name),
+                    "iif",
+                    f"trb{_instance()}",
+                ],
                 text=True,
                 capture_output=True,
             )
