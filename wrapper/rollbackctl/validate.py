@@ -139,10 +139,8 @@ def _database(stats: Mapping[str, Any], enabled: bool, db_failed: list[str]) -> 
 
 def validate_outcome(result: PlaybookResult) -> ValidateOutcome:
     published = result.state.stats.get("validation_results") or {}
-    published = published if isinstance(published, Mapping) else {}
-    hosts = published.get("hosts")
-    summaries: Mapping[str, Any] = hosts if isinstance(hosts, Mapping) else {}
-    database_stats = published.get("database")
+    summaries: Mapping[str, Any] = published if isinstance(published, Mapping) else {}
+    database_stats = result.state.stats.get("validation_database")
     enabled = isinstance(database_stats, Mapping) and str(
         database_stats.get("enabled")
     ).lower() in ("true", "1", "yes")
