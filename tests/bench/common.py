@@ -42,8 +42,11 @@ def ansible(inventory: Path, *args: str) -> float:
 @contextmanager
 def rig(hosts: int, name: str) -> Iterator[tuple[Path, float]]:
     """`hosts` app hosts plus the db host h1 on the ns runtime; always torn down.
-    Yields the inventory and the seconds `up` took."""
-    state = REPO / ".artifacts" / f"bench-{name}-{hosts}"
+    Yields the inventory and the seconds `up` took. TESTHOSTS_INSTANCE=N (testhosts reads
+    it) keeps the state of each instance's rig apart."""
+    instance = os.environ.get("TESTHOSTS_INSTANCE", "0") or "0"
+    suffix = "" if instance == "0" else f"-i{instance}"
+    state = REPO / ".artifacts" / f"bench-{name}-{hosts}{suffix}"
     env = dict(os.environ, TESTHOSTS_DIR=str(state))
     subprocess.run([str(TESTHOSTS), "down"], env=env, check=False, capture_output=True)
     started = time.monotonic()

@@ -198,6 +198,9 @@ class RunState:
 
     def _done(self, data: Mapping[str, Any], status: str) -> list[PhaseChange]:
         host = str(data.get("host"))
+        steps = _steps(data)
+        if steps and status != "skipped":
+            return self._steps_done(host, steps, status, data)
         phase = self.current.get(host) or self._phase(data)
         state = self.hosts.setdefault(host, {}).setdefault(phase, PhaseState())
         if phase not in self.phases:
@@ -215,6 +218,37 @@ class RunState:
         if state.status not in BAD:
             state.status = "changed" if "changed" in (status, state.status) else "running"
         return []
+
+    def _steps_done(
+        self,
+        host: str,
+        steps: list[tuple[str, str, float, str]],
+        status: str,
+        data: Mapping[str, Any],
+    ) -> list[PhaseChange]:
+        """A task that did several phases in one module call (the release module's
+        ``state=rolled_out`` reports them as ``phases``): one finished phase each."""
+        phases = self.hosts.setdefault(host, {})
+        opened = self.current.get(host)
+        if opened and not any(name == opened for name, _s, _t, _m in steps):
+            phases.pop(opened, None)  # the task's own phase: its steps replace it
+        at = time.monotonic() - sum(seconds for _n, _s, seconds, _m in steps)
+        changes = []
+        for name, step_status, seconds, msg in steps:
+            if step_status == "failed" and status not in ("failed", "unreachable"):
+                step_status = "ok"
+            state = PhaseState(step_status, at, at + seconds, 1, msg[:300])
+            if phases.get(name) is not None and phases[name].status in BAD:
+                state = phases[name]
+            phases[name] = state
+            if name not in self.phases:
+                self.phases.append(name)
+            changes.append(PhaseChange(host, name, state))
+            at += seconds
+        if status in BAD and not any(change.state.status in BAD for change in changes):
+            changes[-1].state.status, changes[-1].state.msg = status, _message(data)
+        self.current[host] = steps[-1][0]
+        return changes
 
     def _close(self, host: str, phase: str) -> list[PhaseChange]:
         state = self.hosts.get(host, {}).get(phase)
@@ -244,6 +278,23 @@ class RunState:
                 for h, phases in self.hosts.items()
                 if any(state.status in BAD for state in phases.values())
             ]
+
+
+def _steps(data: Mapping[str, Any]) -> list[tuple[str, str, float, str]]:
+    """(phase, status, seconds, msg) of each phase a module call reported, else []."""
+    reported = (data.get("res") or {}).get("phases")
+    if not isinstance(reported, list):
+        return []
+    return [
+        (
+            str(step["phase"]),
+            str(step.get("status") or "ok"),
+            float(step.get("seconds") or 0.0),
+            str(step.get("msg") or ""),
+        )
+        for step in reported
+        if isinstance(step, Mapping) and step.get("phase")
+    ]
 
 
 def _message(data: Mapping[str, Any]) -> str:

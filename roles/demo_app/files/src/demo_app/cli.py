@@ -11,13 +11,17 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exc as sa_exc
-
-from demo_app import APP_ROOT, buildinfo, daemon, integrity, migrate, server
+from demo_app import APP_ROOT, buildinfo, daemon
 from demo_app.config import DEFAULT_CONFIG_DIR, ConfigError, Settings, load_settings
 from demo_app.flags import FlagStore
+
+# The server, migrations and integrity checks (SQLAlchemy, Alembic) are imported by the
+# commands that use them: `status` and `stop`, which a service manager runs on every
+# restart, start in a few milliseconds instead of loading the database stack.
+if TYPE_CHECKING:
+    from demo_app import server
 
 EX_CONFIG = 78  # sysexits.h; the systemd unit does not restart on it (RestartPreventExitStatus)
 log = logging.getLogger("demo_app")
@@ -55,7 +59,13 @@ def _install_signals(http: server.DemoHTTPServer, app: server.DemoApp) -> None:
 
 
 def _run(http: server.DemoHTTPServer, settings: Settings, pidfile: Path | None) -> int:
+    from demo_app import server
+
     if settings.database_auto_migrate:
+        from sqlalchemy import exc as sa_exc
+
+        from demo_app import migrate
+
         try:
             migrate.auto_migrate(settings)
         except (migrate.MigrationError, sa_exc.SQLAlchemyError) as error:
@@ -86,6 +96,8 @@ def _run(http: server.DemoHTTPServer, settings: Settings, pidfile: Path | None) 
 
 
 def cmd_serve(arguments: argparse.Namespace) -> int:
+    from demo_app import server
+
     try:
         settings = load_settings(Path(arguments.config_dir), flags_are_errors=False)
     except ConfigError as error:
@@ -176,6 +188,8 @@ def cmd_verify_build(arguments: argparse.Namespace) -> int:
 
 
 def cmd_version(_arguments: argparse.Namespace) -> int:
+    from demo_app import server
+
     _print_json(server.BuildInfo.of_this_release().__dict__)
     return 0
 
@@ -198,6 +212,8 @@ def cmd_flags(arguments: argparse.Namespace) -> int:
 
 
 def cmd_migrate(arguments: argparse.Namespace) -> int:
+    from demo_app import migrate
+
     action = arguments.migrate_command
     if action == "history":
         table = migrate.history_table()
@@ -227,6 +243,8 @@ def cmd_migrate(arguments: argparse.Namespace) -> int:
 
 
 def cmd_db(arguments: argparse.Namespace) -> int:
+    from demo_app import integrity
+
     settings = _settings(arguments)
     if arguments.db_command == "info":
         _print_json(integrity.info(settings))
@@ -317,11 +335,27 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    except (CommandFailed, migrate.MigrationError) as error:
+    except CommandFailed as error:
         print(f"demo-app: {error}", file=sys.stderr)
         return 1
-    except sa_exc.SQLAlchemyError as error:
-        detail = " ".join(str(getattr(error, "orig", None) or error).split())[:300]
-        print(f"demo-app: database error: {detail}", file=sys.stderr)
+    except Exception as error:
+        message = _database_failure(error)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
         return 1
     return code
+
+
+def _database_failure(error: Exception) -> str | None:
+    """The message for a migration or database error, None for any other error. The
+    classes are looked up where they were loaded: a command that never imported the
+    database stack cannot have raised its errors."""
+    migrate = sys.modules.get("demo_app.migrate")
+    if migrate is not None and isinstance(error, migrate.MigrationError):
+        return f"demo-app: {error}"
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(error, sa_exc.SQLAlchemyError):
+        detail = " ".join(str(getattr(error, "orig", None) or error).split())[:300]
+        return f"demo-app: database error: {detail}"
+    return None

@@ -17,12 +17,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Any
 
 from demo_app.flags import validate_flags_document
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_CONFIG_DIR = Path(os.environ.get("DEMO_APP_CONFIG_DIR", "/etc/demo-app"))
 CONFIG_FILE = "app.ini"
@@ -106,7 +106,17 @@ def _relative_file(raw: str) -> str:
     return raw
 
 
+def make_url(raw: str) -> URL:
+    """SQLAlchemy's URL of raw. SQLAlchemy is imported here, not with this module, so the
+    commands that never touch the database (status, stop) start without loading it."""
+    from sqlalchemy.engine import make_url as parse
+
+    return parse(raw)
+
+
 def _database_url(raw: str) -> str:
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(raw)
     except ArgumentError:

@@ -119,8 +119,8 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.record: dict[str, Any] = {}
-        # (host, task uuid) -> (monotonic start, ISO start, phase) of the tasks in flight
-        self.started: dict[tuple[str, str], tuple[float, str, str]] = {}
+        # (host, task uuid) -> (monotonic start, epoch start, phase) of the tasks in flight
+        self.started: dict[tuple[str, str], tuple[float, float, str]] = {}
         self.t0 = time.monotonic()
         self.extra: dict[str, Any] = {}
         self.redactor = Redactor(secret_values(os.environ))
@@ -218,7 +218,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
     # -- tasks ------------------------------------------------------------------------
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
         with self.lock:
-            self.started[(host.get_name(), task._uuid)] = (time.monotonic(), now(), phase_of(task))
+            self.started[(host.get_name(), task._uuid)] = (
+                time.monotonic(),
+                time.time(),
+                phase_of(task),
+            )
 
     def _task_done(self, result: Any, status: str) -> None:
         with self.lock:
@@ -226,7 +230,8 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 return  # an ad-hoc command, not a playbook: no record
             host = result._host.get_name()
             task = result._task
-            began, began_at, _ = self.started.pop((host, task._uuid), (None, now(), ""))
+            began, began_epoch, _ = self.started.pop((host, task._uuid), (None, time.time(), ""))
+            began_at = at(began_epoch)
             res = result._result
             entry: dict[str, Any] = {
                 "host": host,
@@ -240,7 +245,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             if status in FAILED:
                 entry["msg"] = str(res.get("msg", ""))[:500]
             self.record["tasks"].append(entry)
-            self._host_phase(host, entry, began_at)
+            steps = sub_phases(res)
+            if steps:
+                self._host_steps(host, entry, steps, began_epoch)
+            else:
+                self._host_phase(host, entry, began_at)
             facts = res.get("ansible_facts") or {}
             if facts.get("__release_run_id") and not self.record.get("run_id"):
                 self.record["run_id"] = facts["__release_run_id"]
@@ -263,6 +272,31 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             host_rec["status"] = entry["status"]
             host_rec["msg"] = entry["msg"]
             host_rec["failed_phase"] = entry["phase"]
+
+    def _host_steps(
+        self, host: str, entry: dict[str, Any], steps: list[dict[str, Any]], began: float
+    ) -> None:
+        """A task that did several phases in one module call (the release module's
+        ``state=rolled_out`` returns them as ``phases``): each is a phase of the host."""
+        offset = 0.0
+        for step in steps:
+            status = "failed" if step["status"] == "failed" else "ok"
+            if entry["status"] not in FAILED and status == "failed":
+                status = "ok"  # the call recovered (it switched back): not a failed phase
+            sub = {
+                **entry,
+                "phase": step["phase"],
+                "status": status,
+                "changed": step["status"] == "changed",
+                "duration": step["seconds"],
+                "at": at(began + offset + step["seconds"]),
+            }
+            if status == "failed":
+                sub["msg"] = step.get("msg") or entry.get("msg", "")
+            self._host_phase(host, sub, at(began + offset))
+            offset += step["seconds"]
+        if entry["status"] in FAILED and not any(s["status"] == "failed" for s in steps):
+            self._host_phase(host, entry, at(began + offset))
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._task_done(result, "ok")
@@ -355,11 +389,11 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             if self.done or not self.record:
                 return
             self.record["status"] = "canceled"
-            for (host, _), (_, began_at, phase) in self.started.items():
+            for (host, _), (_, began_epoch, phase) in self.started.items():
                 host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
                 host_rec["phases"].setdefault(
                     phase,
-                    {"started": began_at, "duration": 0.0, "tasks": 0, "changed": False},
+                    {"started": at(began_epoch), "duration": 0.0, "tasks": 0, "changed": False},
                 ).update({"status": "canceled", "finished": now(), "msg": "canceled here"})
                 host_rec.update({"status": "canceled", "failed_phase": phase})
             self.record.setdefault("notes", []).append(
@@ -424,6 +458,27 @@ def _limit() -> str | None:
     except (ImportError, AttributeError):
         return None
     return str(subset) if subset else None
+
+
+def at(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def sub_phases(res: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``phases`` a module reported ({phase, status, seconds, msg}), well-formed ones only."""
+    steps = res.get("phases")
+    if not isinstance(steps, list):
+        return []
+    return [
+        {
+            "phase": str(step["phase"]),
+            "status": str(step.get("status") or "ok"),
+            "seconds": float(step.get("seconds") or 0.0),
+            "msg": str(step.get("msg") or ""),
+        }
+        for step in steps
+        if isinstance(step, Mapping) and step.get("phase")
+    ]
 
 
 def phase_of(task: Any) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     DEFAULT_STABLE_PATTERN,
+    lock_refusals,
     plan_target,
     version_key,
 )
@@ -24,6 +25,16 @@ def release_plan(
     return plan_target(inspections, pattern, named or None)
 
 
+def release_locks(
+    hostvars: dict[str, Any],
+    hosts: list[str],
+    run_id: str,
+    result_var: str = "__release_inspect",
+) -> list[str]:
+    """Why each host that another run has locked refuses this run (empty: none is)."""
+    return lock_refusals({h: hostvars[h].get(result_var) or {} for h in hosts}, run_id)
+
+
 def version_sort(tags: list[str]) -> list[str]:
     """Tags ordered by version (v1.10 after v1.9), oldest first."""
     return sorted(tags, key=version_key)
@@ -31,4 +42,8 @@ def version_sort(tags: list[str]) -> list[str]:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"release_plan": release_plan, "version_sort": version_sort}
+        return {
+            "release_plan": release_plan,
+            "release_locks": release_locks,
+            "version_sort": version_sort,
+        }

@@ -225,3 +225,20 @@ def plan_target(
         "bad": sorted(bad),
         "hosts": hosts,
     }
+
+
+def lock_refusals(inspections: dict[str, dict[str, Any]], run_id: str) -> list[str]:
+    """One sentence per host whose application lock another run holds, from each host's
+    ``release`` inspection (which reports the lock owner and the app root)."""
+    refusals = []
+    for host, info in sorted(inspections.items()):
+        owner = info.get("lock") or {}
+        if not owner or owner.get("run_id", "") == run_id:
+            continue
+        refusals.append(
+            f"{info.get('app_root') or 'the application'} on {host} is locked by run "
+            f"{owner.get('run_id', '?')} ({owner.get('user', '?')}@{owner.get('host', '?')}, "
+            f"pid {owner.get('pid', '?')}, {owner.get('action', '?')} since "
+            f"{owner.get('time', '?')})."
+        )
+    return refusals

@@ -92,41 +92,13 @@ last_error:
   type: str
 """
 
-import json
-import time
-import urllib.error
-import urllib.request
-from typing import Any
-
 from ansible.module_utils.basic import AnsibleModule
 
-
-def probe(url: str, timeout: float) -> tuple[int, str]:
-    # main() accepts only http(s) URLs, so no file: or custom scheme reaches urlopen.
-    request = urllib.request.Request(url, headers={"User-Agent": "sre.rollback-health-check"})  # noqa: S310
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as answer:
-            return answer.status, answer.read(65536).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(65536).decode("utf-8", "replace")
-    except (OSError, ValueError) as exc:
-        return 0, str(getattr(exc, "reason", exc))
-
-
-def judge(status: int, body: str, p: dict[str, Any]) -> str | None:
-    """None when the answer is healthy, else what was wrong with it."""
-    if status not in p["status"]:
-        return f"status {status}: {body.strip()[:200]}" if status else body
-    if p["json_expect"]:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return f"body is not JSON: {body.strip()[:200]}"
-        for key, want in p["json_expect"].items():
-            if str(data.get(key)) != str(want):
-                return f"{key} is {data.get(key)!r}, expected {want!r}"
-    return None
+from ansible_collections.sre.rollback.plugins.module_utils.health import (
+    DEFAULTS,
+    check_url,
+    wait_healthy,
+)
 
 
 def main() -> None:
@@ -144,8 +116,9 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    if not p["url"].startswith(("http://", "https://")):
-        module.fail_json(msg=f"url must be http:// or https://, not {p['url']!r}")
+    problem = check_url(p["url"])
+    if problem:
+        module.fail_json(msg=problem)
     if module.check_mode and p["skip_in_check_mode"]:
         module.exit_json(
             changed=False,
@@ -157,40 +130,11 @@ def main() -> None:
             last_error="",
             msg="check mode: health check not run",
         )
-    started = time.monotonic()
-    streak = attempts = last_status = 0
-    last_error = ""
-    while True:
-        attempts += 1
-        last_status, body = probe(p["url"], p["timeout"])
-        problem = judge(last_status, body, p)
-        if problem is None:
-            streak += 1
-            if streak >= p["successes"]:
-                break
-        else:
-            streak, last_error = 0, problem
-        elapsed = time.monotonic() - started
-        if elapsed + p["interval"] > p["deadline"]:
-            module.fail_json(
-                msg=f"{p['url']} was not healthy {p['successes']} times in a row within "
-                f"{p['deadline']} s ({attempts} attempts; last: {last_error}). "
-                "Look at the service's log on this host.",
-                healthy=False,
-                attempts=attempts,
-                elapsed=round(elapsed, 3),
-                last_status=last_status,
-                last_error=last_error,
-            )
-        time.sleep(p["interval"])
-    module.exit_json(
-        changed=False,
-        healthy=True,
-        attempts=attempts,
-        elapsed=round(time.monotonic() - started, 3),
-        last_status=last_status,
-        last_error=last_error,
-    )
+    result = wait_healthy({key: p[key] for key in ("url", *DEFAULTS)})
+    msg = result.pop("msg")
+    if not result["healthy"]:
+        module.fail_json(msg=msg, **result)
+    module.exit_json(changed=False, **result)
 
 
 if __name__ == "__main__":

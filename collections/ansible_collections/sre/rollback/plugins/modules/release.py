@@ -21,6 +21,11 @@ description:
     from the git tag (the rebuild path; a damaged copy is moved aside, never deleted),
     switches C(current) with an atomic rename, records the change in the release log and
     prunes old releases. All of it is one module call, so a rollback costs one task per host.
+  - C(state=rolled_out) is the whole rollout of one host in one call, C(state=switched) then
+    a restart of the service (I(service)) then the health gate (I(health)). When the restart
+    or the health gate fails, it switches back to the release C(current) had, records the
+    target as bad, restarts the service on the old release and fails with a message that
+    says so. The lock is released before it returns, on every path (unless I(keep_lock)).
   - C(state=present) does the same without switching (to run hooks against the built release).
   - C(state=marked) records a release as good or bad. C(state=unlocked) releases the lock
     held by a run.
@@ -41,7 +46,7 @@ options:
   state:
     description: What to do.
     type: str
-    choices: [inspect, present, switched, marked, unlocked]
+    choices: [inspect, present, switched, rolled_out, marked, unlocked]
     default: inspect
   release:
     description:
@@ -113,6 +118,77 @@ options:
   tags_pattern:
     description: With C(state=inspect), report the repository tags matching this regex.
     type: str
+  service:
+    description:
+      - With C(state=rolled_out), how the service is restarted after the switch, with the
+        semantics of the C(sre.rollback.service) role for C(service_state=restarted).
+    type: dict
+    suboptions:
+      manager:
+        description: C(systemd) (C(systemctl restart)) or C(command) (stop when the status command says it runs, then start).
+        type: str
+        choices: [systemd, command]
+        default: systemd
+      name:
+        description: Service name (the systemd unit).
+        type: str
+      start_command:
+        description: Start command (command manager).
+        type: str
+        default: ""
+      stop_command:
+        description: Stop command (command manager).
+        type: str
+        default: ""
+      status_command:
+        description: Status command, exit 0 when running (command manager).
+        type: str
+        default: ""
+      command_timeout:
+        description: Seconds a start, stop or status command may take (command manager).
+        type: int
+        default: 60
+  health:
+    description:
+      - With C(state=rolled_out), the health gate after the restart (the rules of
+        M(sre.rollback.health_check)). Omit it to roll out without a gate.
+    type: dict
+    suboptions:
+      url:
+        description: URL polled from the host.
+        type: str
+        required: true
+      status:
+        description: HTTP status codes that count as healthy.
+        type: list
+        elements: int
+        default: [200]
+      successes:
+        description: Consecutive healthy answers needed.
+        type: int
+        default: 3
+      interval:
+        description: Seconds between attempts.
+        type: float
+        default: 0.5
+      timeout:
+        description: Seconds one request may take.
+        type: float
+        default: 3
+      deadline:
+        description: Seconds after which the host is switched back.
+        type: float
+        default: 60
+      json_expect:
+        description: Keys of the JSON body and the values they must have.
+        type: dict
+        default: {}
+  keep_lock:
+    description:
+      - With C(state=rolled_out), keep the lock after the call, for tasks that must run
+        under it (an after-health hook); the caller drops it with C(state=unlocked).
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -128,6 +204,24 @@ EXAMPLES = r"""
     previous_state: bad
     event: rollback
     run_id: "{{ rollback_run_id }}"
+
+- name: Switch, restart and health-check in one call; switch back when unhealthy
+  sre.rollback.release:
+    app_root: /opt/demo-app
+    state: rolled_out
+    tag: v1.2.3-stable
+    commit: 5f2c0d1e8a9b7c6d5e4f3a2b1c0d9e8f7a6b5c4d
+    repo: /srv/git/demo-app.git
+    previous_state: bad
+    event: rollback
+    run_id: "{{ rollback_run_id }}"
+    service:
+      manager: systemd
+      name: demo-app
+    health:
+      url: http://127.0.0.1:8080/health
+      successes: 3
+      deadline: 60
 
 - name: What is on this host
   sre.rollback.release:
@@ -145,24 +239,58 @@ current:
   sample: {release: v1.2.3-stable-g5f2c0d1e8a, tag: v1.2.3-stable, commit: 5f2c0d1e...}
 before:
   description: The release C(current) pointed at before the call.
-  returned: when state=switched
+  returned: when state=switched or state=rolled_out
   type: dict
 after:
-  description: The release C(current) points at after the call.
-  returned: when state=switched
+  description: The release the call switched to (the target).
+  returned: when state=switched or state=rolled_out
   type: dict
 path:
   description: C(none) (already current), C(fast) (switched to an intact release on disk) or C(rebuild).
-  returned: when state=switched
+  returned: when state=switched or state=rolled_out
   type: str
 timings:
-  description: Seconds spent in each phase (lock, verify, fetch, build, switch, prune).
-  returned: when state=switched
+  description:
+    - Seconds spent in each phase (lock, verify, fetch, build, switch, prune; with
+      C(state=rolled_out) also restart, health, revert, unlock).
+  returned: when state=switched or state=rolled_out
   type: dict
+health:
+  description: The health gate's result (healthy is null when no gate ran).
+  returned: when state=rolled_out
+  type: dict
+  sample: {healthy: true, attempts: 4, elapsed: 1.62, last_status: 200, last_error: ""}
+reverted:
+  description: Whether the host was switched back to the release it had.
+  returned: when state=rolled_out
+  type: bool
+cause:
+  description: Why the rollout of this host failed (without what was done about it).
+  returned: when state=rolled_out failed
+  type: str
+revert_msg:
+  description: What was done about a failure (switched back and restarted, or left as it was).
+  returned: when state=rolled_out failed
+  type: str
+phases:
+  description:
+    - The phases of the call in order (build, switch, restart, health, revert, unlock), each
+      with status (ok, changed, failed), seconds and msg; the run record shows them per host.
+  returned: when state=rolled_out
+  type: list
+  elements: dict
+lock_released:
+  description: Whether the call dropped this run's lock before returning.
+  returned: when state=rolled_out
+  type: bool
 releases:
   description: Every known release with tag, commit, state, on_disk.
   returned: when state=inspect
   type: dict
+app_root:
+  description: The application root inspected (for messages that name it).
+  returned: when state=inspect
+  type: str
 repo_tags:
   description: Tag to commit, as this host's view of the repository resolves them.
   returned: when state=inspect and tags_pattern is set
@@ -188,7 +316,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sre.rollback.plugins.module_utils import applock
+from ansible_collections.sre.rollback.plugins.module_utils import applock, rollout, services
 from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     MANIFEST_NAME,
     META_NAME,
@@ -202,6 +330,14 @@ from ansible_collections.sre.rollback.plugins.module_utils.releases import (
 
 class ReleaseError(Exception):
     """A failure with a message that tells the user what to do."""
+
+
+class RolloutFailed(ReleaseError):
+    """state=rolled_out failed on this host; result says what was done about it."""
+
+    def __init__(self, msg: str, result: dict[str, Any]) -> None:
+        super().__init__(msg)
+        self.result = result
 
 
 def releases_dir(app_root: str) -> str:
@@ -466,9 +602,18 @@ def owner_record(p: dict[str, Any], action: str) -> dict[str, Any]:
     }
 
 
-def do_switch(module: AnsibleModule, p: dict[str, Any], switch: bool = True) -> dict[str, Any]:
+def do_switch(
+    module: AnsibleModule,
+    p: dict[str, Any],
+    switch: bool = True,
+    trace: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """state=switched (or present, switch=False). trace, when given, receives the path and
+    the timings as they are decided, so a caller can tell where a failure happened."""
     app_root = p["app_root"]
     timings: dict[str, float] = {}
+    if trace is not None:
+        trace["timings"] = timings
     if not p["release"] and not (p["tag"] and p["commit"]):
         raise ReleaseError("state=switched needs release, or tag and commit")
     rid = p["release"] or release_id(p["tag"], p["commit"])
@@ -486,6 +631,8 @@ def do_switch(module: AnsibleModule, p: dict[str, Any], switch: bool = True) -> 
     path = "fast" if damage is None else "rebuild"
     if damage is None and (before_id == rid or not switch):
         path = "none"
+    if trace is not None:
+        trace["path"] = path
     after = {"release": rid, "tag": p["tag"], "commit": p["commit"]}
     result: dict[str, Any] = {
         "changed": path != "none",
@@ -568,6 +715,127 @@ def do_switch(module: AnsibleModule, p: dict[str, Any], switch: bool = True) -> 
     return result
 
 
+def no_health() -> dict[str, Any]:
+    return {"healthy": None, "attempts": 0, "elapsed": None, "last_status": 0, "last_error": ""}
+
+
+def do_rollout(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
+    """state=rolled_out: switch, restart, health gate; on failure switch back and restart the
+    release the host had. The lock (taken by the switch) is dropped on every path."""
+    found = rollout.spec_problems(p["service"], p["health"])
+    if found:
+        raise ReleaseError(f"state=rolled_out: {'; '.join(found)}. Nothing was changed.")
+    if module.check_mode:
+        plan = do_switch(module, p)
+        plan.update(
+            health=no_health(),
+            reverted=False,
+            phases=[],
+            restart=services.describe(p["service"]) if plan["changed"] else None,
+            lock_released=False,
+        )
+        return plan
+    result: dict[str, Any] = {"health": no_health(), "reverted": False, "phases": []}
+    try:
+        roll_out(module, p, result)
+    finally:
+        if p["run_id"] and not p["keep_lock"]:
+            started = time.monotonic()
+            applock.release(p["app_root"], p["run_id"])
+            result["phases"].append(rollout.phase("unlock", started))
+            result.setdefault("timings", {})["unlock"] = result["phases"][-1]["seconds"]
+            result["lock_released"] = True
+    result.setdefault("lock_released", False)
+    if result.get("cause"):
+        raise RolloutFailed(f"{result['cause']}. {result['revert_msg']}", result)
+    return result
+
+
+def roll_out(module: AnsibleModule, p: dict[str, Any], result: dict[str, Any]) -> None:
+    """The steps of do_rollout; a failure is recorded in result (cause, revert_msg)."""
+    phases: list[dict[str, Any]] = result["phases"]
+    trace: dict[str, Any] = {}
+    started = time.monotonic()
+    try:
+        switched = do_switch(module, p, trace=trace)
+    except ReleaseError as exc:
+        building = trace.get("path") == "rebuild" and "switch" not in trace.get("timings", {})
+        phases.append(rollout.phase("build" if building else "switch", started, "failed", str(exc)))
+        result.update(
+            cause=str(exc),
+            revert_msg="The host was left as it was.",
+            path=trace.get("path"),
+            timings=trace.get("timings", {}),
+            current=describe_release(
+                p["app_root"],
+                current_release(p["app_root"]),
+                release_states(read_log(p["app_root"])),
+            ),
+        )
+        return
+    result.update(switched)
+    timings: dict[str, float] = switched["timings"]
+    changed = "changed" if switched["changed"] else "ok"
+    built = round(timings.get("fetch", 0.0) + timings.get("build", 0.0), 3)
+    if switched["path"] == "rebuild":
+        phases.append({"phase": "build", "status": "changed", "seconds": built})
+    switch_phase = rollout.phase("switch", started, changed)
+    switch_phase["seconds"] = round(max(switch_phase["seconds"] - built, 0.0), 3)
+    phases.append(switch_phase)
+
+    service = p["service"] if switched["changed"] else None  # already current: no restart
+    cause = rollout.restart_and_gate(service, p["health"], phases, result)
+    if cause is None:
+        return
+    result["cause"] = cause.rstrip(". ")
+    before_id = switched["before"]["release"]
+    if not switched["changed"]:
+        result["revert_msg"] = "The host was left as it was."
+    elif not before_id:
+        result["revert_msg"] = (
+            f"There was no release before it: current stays on {switched['release']}."
+        )
+    else:
+        started = time.monotonic()
+        done, result["revert_msg"] = switch_back(module, p, before_id, result)
+        phases.append(
+            rollout.phase("revert", started, "changed" if done else "failed", result["revert_msg"])
+        )
+        timings["revert"] = phases[-1]["seconds"]
+
+
+def switch_back(
+    module: AnsibleModule, p: dict[str, Any], before_id: str, result: dict[str, Any]
+) -> tuple[bool, str]:
+    """Switch current back to the release it had (the target is recorded as bad, with the
+    cause as the reason) and restart it. Returns whether both worked, and what was done."""
+    back = dict(
+        p,
+        release=before_id,
+        tag=None,
+        commit=None,
+        previous_state="bad",
+        event="revert",
+        reason=result["cause"][:300],
+        verify="commit",
+    )
+    try:
+        reverted = do_switch(module, back)
+    except ReleaseError as exc:
+        return (
+            False,
+            f"Switching back to {before_id} failed as well: {exc}. The host needs attention.",
+        )
+    result["reverted"] = reverted["changed"]
+    result["current"] = reverted["current"]
+    result["revert"] = {k: reverted[k] for k in ("before", "after", "path", "timings", "pruned")}
+    try:
+        services.restart(p["service"])
+    except services.ServiceError as exc:
+        return False, f"Switched back to {before_id}, but restarting it failed: {exc}"
+    return True, f"Switched back to {before_id} and restarted."
+
+
 def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
     app_root = p["app_root"]
     states = release_states(read_log(app_root))
@@ -585,6 +853,7 @@ def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
     }
     result: dict[str, Any] = {
         "changed": False,
+        "app_root": app_root,
         "current": describe_release(app_root, current_release(app_root), states),
         "releases": releases,
         "lock": applock.read_owner(app_root),
@@ -648,7 +917,7 @@ def main() -> None:
             "state": {
                 "type": "str",
                 "default": "inspect",
-                "choices": ["inspect", "present", "switched", "marked", "unlocked"],
+                "choices": ["inspect", "present", "switched", "rolled_out", "marked", "unlocked"],
             },
             "release": {"type": "str"},
             "tag": {"type": "str"},
@@ -668,8 +937,11 @@ def main() -> None:
             "break_lock": {"type": "bool", "default": False},
             "verify": {"type": "str", "default": "full", "choices": ["full", "commit"]},
             "tags_pattern": {"type": "str"},
+            "service": rollout.SERVICE_SPEC,
+            "health": rollout.HEALTH_SPEC,
+            "keep_lock": {"type": "bool", "default": False},
         },
-        required_if=[("state", "marked", ["mark"])],
+        required_if=[("state", "marked", ["mark"]), ("state", "rolled_out", ["service"])],
         supports_check_mode=True,
     )
     p = dict(module.params)
@@ -680,12 +952,17 @@ def main() -> None:
             result = do_inspect(p)
         elif p["state"] in ("present", "switched"):
             result = do_switch(module, p, switch=p["state"] == "switched")
+        elif p["state"] == "rolled_out":
+            result = do_rollout(module, p)
         elif p["state"] == "marked":
             result = do_mark(module, p)
         else:
             result = do_unlock(module, p)
         if p["state"] != "inspect":
             result.setdefault("lock", applock.read_owner(p["app_root"]))
+    except RolloutFailed as exc:
+        exc.result.setdefault("lock", applock.read_owner(p["app_root"]))
+        module.fail_json(msg=str(exc), **exc.result)
     except (ReleaseError, ValueError, OSError) as exc:
         module.fail_json(msg=str(exc), current=current_release(p["app_root"]))
     module.exit_json(**result)
