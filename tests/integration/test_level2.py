@@ -181,6 +181,9 @@ def test_a_target_that_fails_health_is_reverted_and_stops_the_rollout(rig: Any, 
     for host in rest:
         assert ini(rig, host) == good and health(rig, host)[0] == 200, "later batches untouched"
     assert run.record["hosts"][canary]["result"]["reverted"] is True
+    phases = run.record["hosts"][canary]["phases"]
+    assert {"change", "restart", "health", "revert"} <= set(phases), phases
+    assert phases["health"]["status"] == "failed", phases
     assert lock_state(rig, canary) == "free"
 
 

@@ -62,6 +62,8 @@ def params(conf: Path, **over: Any) -> dict[str, Any]:
         "lock_root": str(conf.parent.parent / "app"),
         "break_lock": False,
         "keep_lock": False,
+        "service": None,
+        "health": None,
     }
     p.update(over)
     return p
@@ -289,3 +291,107 @@ def test_module_runs_through_ansible_with_a_diff_in_check_mode(conf: Path) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "+hold_connections = 0" in proc.stdout and "hunter2" not in proc.stdout
     assert (conf / "app.ini").read_text() == BAD
+
+
+# --- restart and health gate in the same call -------------------------------------------------
+
+
+class App:
+    """A real HTTP service for the gate: unhealthy (500) while the live app.ini holds
+    connections, as the demo app is with the pool-exhausting change. Started and stopped
+    by shell commands (the `command` service manager), which log what they did."""
+
+    def __init__(self, conf: Path, tmp: Path) -> None:
+        import http.server
+        import threading
+
+        config = conf / "app.ini"
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                sick = "hold_connections = 0" not in config.read_text()
+                self.send_response(500 if sick else 200)
+                self.end_headers()
+                self.wfile.write(b"pool exhausted" if sick else b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        self.log = tmp / "service.log"
+        self.service = {
+            "manager": "command",
+            "name": "app",
+            "start_command": f"echo start >> {self.log}",
+            "stop_command": f"echo stop >> {self.log}",
+            "status_command": "true",
+            "command_timeout": 10,
+        }
+        self.health = {
+            "url": self.url,
+            "status": [200],
+            "successes": 2,
+            "interval": 0.05,
+            "timeout": 2.0,
+            "deadline": 1.0,
+            "json_expect": {},
+        }
+
+    def restarts(self) -> list[str]:
+        return self.log.read_text().split() if self.log.exists() else []
+
+
+@pytest.fixture
+def app(conf: Path, tmp_path: Path) -> Any:
+    served = App(conf, tmp_path)
+    yield served
+    served.server.shutdown()
+
+
+def test_restart_and_health_gate_in_the_same_call(conf: Path, app: App) -> None:
+    call(conf, state="snapshot")
+    result = apply(
+        conf, GOOD.replace("pool_size = 5", "pool_size = 6"), service=app.service, health=app.health
+    )
+    assert result["changed"] and app.restarts() == ["stop", "start"]
+    assert result["health"]["healthy"] is True
+    assert [ph["phase"] for ph in result["phases"]] == ["change", "restart", "health"]
+    assert not Path(params(conf)["lock_root"], ".rollback.lock").exists()
+
+
+def test_unhealthy_after_the_change_puts_the_config_back_restarts_and_fails(
+    conf: Path, app: App
+) -> None:
+    call(conf, state="snapshot")
+    with pytest.raises(mod.GateFailed) as failed:
+        apply(conf, BAD, service=app.service, health=app.health)
+    result = failed.value.result
+    assert (conf / "app.ini").read_text() == GOOD, "the config that was running is back"
+    assert app.restarts() == ["stop", "start", "stop", "start"], "restarted on the change and back"
+    assert "was not healthy" in str(failed.value) and "and restarted" in str(failed.value)
+    assert result["reverted"] and result["after"]["revision"] == result["snapshot"]
+    assert [(ph["phase"], ph["status"]) for ph in result["phases"]] == [
+        ("change", "changed"),
+        ("restart", "changed"),
+        ("health", "failed"),
+        ("revert", "changed"),
+    ]
+    last = store_of(conf).timeline()[-1]
+    assert last["event"] == "revert" and last["bad"] == last["from"] != last["revision"]
+    assert not Path(params(conf)["lock_root"], ".rollback.lock").exists(), "lock dropped on failure"
+
+
+def test_a_failing_restart_is_reverted_too(conf: Path, app: App) -> None:
+    call(conf, state="snapshot")
+    service = dict(app.service, start_command=f"grep -q 'hold_connections = 0' {conf}/app.ini")
+    with pytest.raises(mod.GateFailed, match="the restart failed"):
+        apply(conf, BAD, service=service, health=app.health)
+    assert (conf / "app.ini").read_text() == GOOD
+
+
+def test_nothing_to_change_restarts_nothing(conf: Path, app: App) -> None:
+    call(conf, state="snapshot")
+    result = apply(conf, GOOD, service=app.service, health=app.health)
+    assert not result["changed"] and app.restarts() == [] and "phases" not in result

@@ -121,9 +121,80 @@ options:
     type: bool
     default: false
   keep_lock:
-    description: Keep the lock after the call (the caller drops it, for example with C(sre.rollback.release) C(state=unlocked)).
+    description:
+      - Keep the lock after the call (the caller drops it, for example with
+        C(sre.rollback.release) C(state=unlocked)). Without it, the lock this run holds is
+        dropped at the end of the call, also when the call fails.
     type: bool
     default: false
+  service:
+    description:
+      - Restart this service after a change (C(state=restored) or C(applied)), in the same
+        call, under the same lock. The semantics of the C(sre.rollback.service) role's
+        C(restarted) state.
+    type: dict
+    suboptions:
+      manager:
+        description: C(systemd) (C(systemctl restart)) or C(command) (status, stop, start commands).
+        type: str
+        choices: [systemd, command]
+        default: systemd
+      name:
+        description: The systemd unit (for messages with C(command)).
+        type: str
+      start_command:
+        description: C(command) manager, shell command that starts the service.
+        type: str
+        default: ""
+      stop_command:
+        description: C(command) manager, shell command that stops it.
+        type: str
+        default: ""
+      status_command:
+        description: C(command) manager, shell command that exits 0 when it runs.
+        type: str
+        default: ""
+      command_timeout:
+        description: Seconds each command may take.
+        type: int
+        default: 60
+  health:
+    description:
+      - After the restart, poll this URL from the host until it answered well I(successes)
+        times in a row, before I(deadline) (the C(health_check) module's rules). When it
+        does not, the files that were live are put back, the service is restarted on them,
+        the failed target is recorded as bad, and the call fails naming the cause.
+    type: dict
+    suboptions:
+      url:
+        description: Health URL (http or https).
+        type: str
+        required: true
+      status:
+        description: Statuses that count as healthy.
+        type: list
+        elements: int
+        default: [200]
+      successes:
+        description: Consecutive healthy answers needed.
+        type: int
+        default: 3
+      interval:
+        description: Seconds between probes.
+        type: float
+        default: 0.5
+      timeout:
+        description: Seconds one probe may take.
+        type: float
+        default: 3
+      deadline:
+        description: Seconds after which the gate fails.
+        type: float
+        default: 60
+      json_expect:
+        description: Keys and values the JSON body must have.
+        type: dict
+        default: {}
 """
 
 EXAMPLES = r"""
@@ -209,7 +280,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.sre.rollback.plugins.module_utils import applock
+from ansible_collections.sre.rollback.plugins.module_utils import applock, rollout
 from ansible_collections.sre.rollback.plugins.module_utils import config_revisions as cr
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
     ChangeError,
@@ -407,7 +478,7 @@ def do_change(
 
     event = p["event"] or DEFAULT_EVENT[p["state"]]
     owner = lock_owner(p["run_id"] or "", p["user"], p["controller"], f"config {event}")
-    took = take_lock(p["lock_root"], p["run_id"], owner, p["break_lock"])
+    take_lock(p["lock_root"], p["run_id"], owner, p["break_lock"])
     try:
         started = time.monotonic()
         snapshot, _ = store.save(live, meta_of(p, "snapshot"))
@@ -416,7 +487,7 @@ def do_change(
             store.record(timeline_entry(p, "snapshot", snapshot))
         result["snapshot"] = snapshot
         timings["snapshot"] = round(time.monotonic() - started, 3)
-        started = time.monotonic()
+        started = started_change = time.monotonic()
         try:
             cr.apply(p["path"], target, changes)
             if p["validate"] and "{dir}" not in p["validate"]:
@@ -439,10 +510,63 @@ def do_change(
         store.record(timeline_entry(p, event, rid, **extra))
         result["after"] = {"revision": rid, "checksum": cr.checksum(target)}
         result["pruned"] = store.prune(p["keep"], {rid, snapshot})
+        if p["service"] or p["health"]:
+            gate(p, store, live, target, result, timings, started_change)
     finally:
-        if took and not p["keep_lock"]:
+        if not p["keep_lock"] and p["lock_root"] and p["run_id"]:
             applock.release(p["lock_root"], p["run_id"])
     return result
+
+
+class GateFailed(ChangeError):
+    """The change went in but the host was not healthy afterwards; result says what was
+    done about it (put back, restarted)."""
+
+    def __init__(self, msg: str, result: dict[str, Any]) -> None:
+        super().__init__(msg)
+        self.result = result
+
+
+def gate(
+    p: dict[str, Any],
+    store: cr.Store,
+    live: cr.Tree,
+    target: cr.Tree,
+    result: dict[str, Any],
+    timings: dict[str, float],
+    started_change: float,
+) -> None:
+    """Restart and gate on health after the change; when the host is not healthy, put the
+    files that were live back (recorded as a revert that marks the target bad), restart on
+    them, and raise GateFailed."""
+    phases: list[dict[str, Any]] = [rollout.phase("change", started_change, "changed")]
+    result["phases"] = phases
+    cause = rollout.restart_and_gate(p["service"], p["health"], phases, result)
+    if cause is None:
+        return
+    cause = cause.rstrip(". ")
+    snapshot, failed_rid = result["snapshot"], result["after"]["revision"]
+    started = time.monotonic()
+    try:
+        cr.apply(p["path"], live, cr.compare(target, live))
+    except OSError as exc:
+        phases.append(rollout.phase("revert", started, "failed", str(exc)))
+        raise GateFailed(
+            f"{cause}. Putting back revision {snapshot} failed as well: {exc}. "
+            "The host needs attention.",
+            result,
+        ) from exc
+    reverted = dict(p, reason=cause[:300])
+    store.record(
+        timeline_entry(reverted, "revert", snapshot, **{"from": failed_rid, "bad": failed_rid})
+    )
+    result["reverted"] = True
+    result["after"] = {"revision": snapshot, "checksum": cr.checksum(live)}
+    done, said = rollout.restart_back(p["service"], f"revision {snapshot} (the config it had)")
+    phases.append(rollout.phase("revert", started, "changed" if done else "failed", said))
+    timings["revert"] = phases[-1]["seconds"]
+    result["cause"], result["revert_msg"] = cause, said
+    raise GateFailed(f"{cause}. {said}", result)
 
 
 def main() -> None:
@@ -472,6 +596,8 @@ def main() -> None:
             "lock_root": {"type": "path"},
             "break_lock": {"type": "bool", "default": False},
             "keep_lock": {"type": "bool", "default": False},
+            "service": rollout.SERVICE_SPEC,
+            "health": rollout.HEALTH_SPEC,
         },
         required_if=[("state", "applied", ["content"])],
         supports_check_mode=True,
@@ -480,6 +606,9 @@ def main() -> None:
     p["path"] = os.path.normpath(p["path"])
     if p["keep"] < 2:
         module.fail_json(msg="keep must be at least 2: the live revision and the one before it")
+    problems = rollout.spec_problems(p["service"], p["health"])
+    if problems:
+        module.fail_json(msg="; ".join(problems) + ". Nothing was changed.")
     store = cr.Store(p["store_root"], p["path"])
     lock = applock.read_owner(p["lock_root"]) if p["lock_root"] else None
     try:
@@ -492,6 +621,8 @@ def main() -> None:
             if p["state"] == "applied" and not p["content"]:
                 raise ChangeError("state=applied needs content: {relative path: new content}")
             result = do_change(module, p, store, live)
+    except GateFailed as exc:
+        module.fail_json(msg=str(exc), **{**exc.result, "lock": lock, "store": store.path})
     except (ChangeError, OSError, ValueError) as exc:
         module.fail_json(msg=str(exc), lock=lock, store=store.path)
     module.exit_json(lock=lock, store=store.path, **result)
