@@ -440,7 +440,9 @@ def test_an_app_that_keeps_the_old_state_fails_the_probe_but_the_change_stays(
     assert audit(flags_file)[-1]["after"] == "disabled", "the change is audited all the same"
 
 
-@pytest.mark.parametrize("module", ["feature_flag", "flag_evaluation", "config_revision"])
+@pytest.mark.parametrize(
+    "module", ["feature_flag", "flag_evaluation", "config_revision", "release", "health_check"]
+)
 def test_module_documentation_renders(module: str) -> None:
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-doc"), "--json", f"sre.rollback.{module}"],
@@ -452,3 +454,7 @@ def test_module_documentation_renders(module: str) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)[f"sre.rollback.{module}"]
     assert doc["doc"]["options"] and doc["examples"] and doc["return"]
+    if module in ("config_revision", "release"):  # the one-call rollout's doc fragment
+        options = doc["doc"]["options"]
+        assert {"manager", "start_command"} <= set(options["service"]["suboptions"])
+        assert {"url", "successes", "deadline"} <= set(options["health"]["suboptions"])

@@ -31,6 +31,8 @@ description:
     check under the same lock).
 author:
   - SRE rollback team
+extends_documentation_fragment:
+  - sre.rollback.rollout
 attributes:
   check_mode:
     support: full
@@ -127,74 +129,6 @@ options:
         dropped at the end of the call, also when the call fails.
     type: bool
     default: false
-  service:
-    description:
-      - Restart this service after a change (C(state=restored) or C(applied)), in the same
-        call, under the same lock. The semantics of the C(sre.rollback.service) role's
-        C(restarted) state.
-    type: dict
-    suboptions:
-      manager:
-        description: C(systemd) (C(systemctl restart)) or C(command) (status, stop, start commands).
-        type: str
-        choices: [systemd, command]
-        default: systemd
-      name:
-        description: The systemd unit (for messages with C(command)).
-        type: str
-      start_command:
-        description: C(command) manager, shell command that starts the service.
-        type: str
-        default: ""
-      stop_command:
-        description: C(command) manager, shell command that stops it.
-        type: str
-        default: ""
-      status_command:
-        description: C(command) manager, shell command that exits 0 when it runs.
-        type: str
-        default: ""
-      command_timeout:
-        description: Seconds each command may take.
-        type: int
-        default: 60
-  health:
-    description:
-      - After the restart, poll this URL from the host until it answered well I(successes)
-        times in a row, before I(deadline) (the C(health_check) module's rules). When it
-        does not, the files that were live are put back, the service is restarted on them,
-        the failed target is recorded as bad, and the call fails naming the cause.
-    type: dict
-    suboptions:
-      url:
-        description: Health URL (http or https).
-        type: str
-        required: true
-      status:
-        description: Statuses that count as healthy.
-        type: list
-        elements: int
-        default: [200]
-      successes:
-        description: Consecutive healthy answers needed.
-        type: int
-        default: 3
-      interval:
-        description: Seconds between probes.
-        type: float
-        default: 0.5
-      timeout:
-        description: Seconds one probe may take.
-        type: float
-        default: 3
-      deadline:
-        description: Seconds after which the gate fails.
-        type: float
-        default: 60
-      json_expect:
-        description: Keys and values the JSON body must have.
-        type: dict
-        default: {}
 """
 
 EXAMPLES = r"""

@@ -31,6 +31,8 @@ description:
     held by a run.
 author:
   - SRE rollback team
+extends_documentation_fragment:
+  - sre.rollback.rollout
 attributes:
   check_mode:
     support: full
@@ -118,71 +120,6 @@ options:
   tags_pattern:
     description: With C(state=inspect), report the repository tags matching this regex.
     type: str
-  service:
-    description:
-      - With C(state=rolled_out), how the service is restarted after the switch, with the
-        semantics of the C(sre.rollback.service) role for C(service_state=restarted).
-    type: dict
-    suboptions:
-      manager:
-        description: C(systemd) (C(systemctl restart)) or C(command) (stop when the status command says it runs, then start).
-        type: str
-        choices: [systemd, command]
-        default: systemd
-      name:
-        description: Service name (the systemd unit).
-        type: str
-      start_command:
-        description: Start command (command manager).
-        type: str
-        default: ""
-      stop_command:
-        description: Stop command (command manager).
-        type: str
-        default: ""
-      status_command:
-        description: Status command, exit 0 when running (command manager).
-        type: str
-        default: ""
-      command_timeout:
-        description: Seconds a start, stop or status command may take (command manager).
-        type: int
-        default: 60
-  health:
-    description:
-      - With C(state=rolled_out), the health gate after the restart (the rules of
-        M(sre.rollback.health_check)). Omit it to roll out without a gate.
-    type: dict
-    suboptions:
-      url:
-        description: URL polled from the host.
-        type: str
-        required: true
-      status:
-        description: HTTP status codes that count as healthy.
-        type: list
-        elements: int
-        default: [200]
-      successes:
-        description: Consecutive healthy answers needed.
-        type: int
-        default: 3
-      interval:
-        description: Seconds between attempts.
-        type: float
-        default: 0.5
-      timeout:
-        description: Seconds one request may take.
-        type: float
-        default: 3
-      deadline:
-        description: Seconds after which the host is switched back.
-        type: float
-        default: 60
-      json_expect:
-        description: Keys of the JSON body and the values they must have.
-        type: dict
-        default: {}
   keep_lock:
     description:
       - With C(state=rolled_out), keep the lock after the call, for tasks that must run
