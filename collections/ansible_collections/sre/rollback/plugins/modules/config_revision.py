@@ -32,6 +32,7 @@ description:
 author:
   - SRE rollback team
 extends_documentation_fragment:
+  - sre.rollback.app_lock
   - sre.rollback.rollout
 attributes:
   check_mode:
@@ -106,22 +107,6 @@ options:
   incident:
     description: Incident id (timeline).
     type: str
-  run_id:
-    description: Id of the run (timeline, lock owner).
-    type: str
-  user:
-    description: Who runs this (timeline, lock owner).
-    type: str
-  controller:
-    description: C(host:pid) of the controller, for the lock owner record.
-    type: str
-  lock_root:
-    description: Application root that holds the lock (C(.rollback.lock)); empty for no lock.
-    type: path
-  break_lock:
-    description: Break a lock held by another run (a crashed run's stale lock).
-    type: bool
-    default: false
   keep_lock:
     description:
       - Keep the lock after the call (the caller drops it, for example with

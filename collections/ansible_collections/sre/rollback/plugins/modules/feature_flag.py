@@ -32,6 +32,8 @@ description:
     held it); a lock held by another run fails the call with the owner's name.
 author:
   - SRE rollback team
+extends_documentation_fragment:
+  - sre.rollback.app_lock
 attributes:
   check_mode:
     support: full
@@ -222,22 +224,6 @@ options:
   incident:
     description: Incident id (audit log).
     type: str
-  run_id:
-    description: Id of the run (audit log, lock owner).
-    type: str
-  user:
-    description: Who runs this (audit log, lock owner).
-    type: str
-  controller:
-    description: C(host:pid) of the controller, for the lock owner record.
-    type: str
-  lock_root:
-    description: Application root that holds the lock (C(.rollback.lock)); empty for no lock.
-    type: path
-  break_lock:
-    description: Break a lock held by another run (a crashed run's stale lock).
-    type: bool
-    default: false
 """
 
 EXAMPLES = r"""
