@@ -399,6 +399,8 @@ def test_level3_playbook_rolls_out_in_one_call_and_records_every_phase(
     assert current_tag(app) == GOOD and not locked(app)
     host = record["hosts"]["localhost"]
     assert {"plan", "switch", "restart", "health", "unlock", "record"} <= set(host["phases"])
+    assert "preflight" in host["phases"], "the role's argument check is its preflight"
+    assert not {"play", "sre.rollback.release"} & set(host["phases"]), host["phases"]
     assert host["phases"]["restart"]["changed"] and host["phases"]["health"]["status"] == "ok"
     result = host["result"]
     assert result["status"] == "ok" and result["path"] == "fast" and not result["reverted"]
@@ -470,3 +472,19 @@ def test_live_progress_shows_each_phase_of_one_call() -> None:
     assert phases["health"].status == "failed" and phases["restart"].status == "changed"
     assert round(phases["revert"].seconds, 2) == 0.6
     assert state.failed_hosts() == ["h2"]
+
+
+def test_live_progress_gives_includes_no_phase_and_argument_checks_to_preflight() -> None:
+    from rollbackctl.progress import RunState
+
+    state = RunState()
+    include = {"host": "h2", "task_action": "ansible.builtin.include_role", "task_tags": []}
+    assert state.handle({"event": "runner_on_start", "event_data": include}) == []
+    assert state.handle({"event": "runner_on_ok", "event_data": {**include, "res": {}}}) == []
+    check = {"host": "h2", "task_action": "validate_argument_spec", "task_tags": []}
+    state.handle({"event": "runner_on_start", "event_data": check})
+    state.handle({"event": "runner_on_ok", "event_data": {**check, "res": {}}})
+    assert state.phases == ["preflight"]
+    failed = {**include, "res": {"msg": "could not find the tasks file"}}
+    state.handle({"event": "runner_on_failed", "event_data": failed})
+    assert state.hosts["h2"]["preflight"].status == "failed", "a failed include still fails"

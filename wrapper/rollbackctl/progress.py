@@ -21,7 +21,29 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-PHASE_ORDER = ("plan", "build", "hook", "switch", "restart", "health", "revert", "unlock", "record")
+PHASE_ORDER = (
+    "preflight",
+    "plan",
+    "build",
+    "hook",
+    "change",
+    "set",
+    "switch",
+    "restart",
+    "health",
+    "verify",
+    "revert",
+    "unlock",
+    "record",
+)
+# Includes load tasks on the controller: no work on the host, no phase of their own.
+LOADERS = frozenset({"include_role", "include_tasks", "import_role", "import_tasks"})
+
+
+def _action(data: Mapping[str, Any]) -> str:
+    return str(data.get("task_action") or "").rsplit(".", 1)[-1]
+
+
 DONE_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -173,10 +195,14 @@ class RunState:
 
     def _phase(self, data: Mapping[str, Any]) -> str:
         host = str(data.get("host"))
+        if _action(data) == "validate_argument_spec":
+            return "preflight"
         found = self.resolver.phase(data)
         return found or self.current.get(host) or str(data.get("role") or "play")
 
     def _start(self, data: Mapping[str, Any]) -> list[PhaseChange]:
+        if _action(data) in LOADERS:
+            return []
         host = str(data.get("host"))
         phase = self._phase(data)
         changes = []
@@ -197,6 +223,8 @@ class RunState:
         return changes
 
     def _done(self, data: Mapping[str, Any], status: str) -> list[PhaseChange]:
+        if _action(data) in LOADERS and status not in BAD:
+            return []
         host = str(data.get("host"))
         steps = _steps(data)
         if steps and status != "skipped":

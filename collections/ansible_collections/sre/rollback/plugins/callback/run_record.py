@@ -248,7 +248,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             steps = sub_phases(res)
             if steps:
                 self._host_steps(host, entry, steps, began_epoch)
-            else:
+            elif not (is_loader(task) and status not in FAILED):
+                # Loading a role or a tasks file is not work on the host: no phase of its
+                # own (a failed include still fails the host).
                 self._host_phase(host, entry, began_at)
             facts = res.get("ansible_facts") or {}
             if facts.get("__release_run_id") and not self.record.get("run_id"):
@@ -481,9 +483,24 @@ def sub_phases(res: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+LOADERS = frozenset({"include_role", "include_tasks", "import_role", "import_tasks"})
+
+
+def short_action(task: Any) -> str:
+    return str(getattr(task, "action", "") or "").rsplit(".", 1)[-1]
+
+
+def is_loader(task: Any) -> bool:
+    """An include of a role or tasks file: it runs nothing on the host itself."""
+    return short_action(task) in LOADERS
+
+
 def phase_of(task: Any) -> str:
     """The phase a task belongs to: its ``phase_*`` tag, or one of a block or include
-    around it (the roles tag every task), else its role."""
+    around it (the roles tag every task); a role's argument check is its preflight; else
+    its role."""
+    if short_action(task) == "validate_argument_spec":
+        return "preflight"
     node = task
     while node is not None:
         for tag in getattr(node, "tags", None) or []:
