@@ -427,6 +427,11 @@ def test_set_and_verify_where_evaluated_in_one_call(flags_file: Path) -> None:
         again = call(params(flags_file, probe=ofrep_probe(service), clear={"command": "false"}))
         assert not again["changed"] and again["cleared"] is None, "no change: no cache clear"
         assert again["evaluation"]["ok"], "a second run still verifies where the app evaluates"
+    assert [(ph["phase"], ph["status"]) for ph in mod.phases_of(result)] == [
+        ("set", "changed"),
+        ("verify", "ok"),
+    ]
+    assert [ph["status"] for ph in mod.phases_of(again)] == ["ok", "ok"]
 
 
 def test_an_app_that_keeps_the_old_state_fails_the_probe_but_the_change_stays(
@@ -438,6 +443,8 @@ def test_an_app_that_keeps_the_old_state_fails_the_probe_but_the_change_stays(
     assert "did not evaluate disabled" in result["evaluation"]["msg"]
     assert json.loads(flags_file.read_text())["flags"]["new_checkout"]["state"] == "DISABLED"
     assert audit(flags_file)[-1]["after"] == "disabled", "the change is audited all the same"
+    verify = mod.phases_of(result)[-1]
+    assert verify["status"] == "failed" and "did not evaluate disabled" in verify["msg"]
 
 
 @pytest.mark.parametrize(

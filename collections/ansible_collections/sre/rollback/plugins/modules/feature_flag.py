@@ -489,6 +489,27 @@ def verify_where_evaluated(p: dict[str, Any], result: dict[str, Any]) -> None:
     result["timings"]["evaluation"] = round(time.monotonic() - started, 3)
 
 
+def phases_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The call's phases for the run record (set in the backend, then verify where the app
+    evaluates, caches cleared first), as the one-call rollouts report them."""
+    timings = result["timings"]
+    seconds = round(timings.get("read", 0.0) + timings.get("write_verify", 0.0), 3)
+    found = [
+        {"phase": "set", "status": "changed" if result["changed"] else "ok", "seconds": seconds}
+    ]
+    evaluation = result.get("evaluation")
+    if evaluation is not None:
+        step = {
+            "phase": "verify",
+            "status": "ok" if evaluation.get("ok") else "failed",
+            "seconds": timings.get("evaluation", 0.0),
+        }
+        if not evaluation.get("ok"):
+            step["msg"] = str(evaluation.get("msg") or "")[:500]
+        found.append(step)
+    return found
+
+
 def run(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -653,6 +674,8 @@ def main() -> None:
         result = run(module, p)
     except Failure as exc:
         module.fail_json(msg=str(exc), flags={}, audit=[], verified=False)
+    if not module.check_mode:
+        result["phases"] = phases_of(result)
     if result["evaluation"] and not result["evaluation"]["ok"]:
         # The backend has the new state (and the audit says so): only the app lags.
         module.fail_json(msg=result["evaluation"]["msg"], **result)
