@@ -706,4 +706,28 @@ def test_emergency_runs_level_1_when_flags_are_named(
     assert result.exit_code == 0, result.output
     runs = all_records(artifacts)
     assert set(runs) == {1}, "level 1 was verified: level 2 did not run"
-    assert "feature_flag_names" not in result.output
+    assert "level 1 needs the flags" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("level", "variable"),
+    [(1, "feature_flag_names"), (2, "config_target"), (4, "database_target_revision")],
+)
+def test_run_target_names_the_levels_own_target(
+    fake: Fake, tmp_path: Path, level: int, variable: str
+) -> None:
+    (fake.root / "playbooks" / f"rollback-l{level}.yml").write_text(LEVEL_PLAYBOOK)
+    artifacts = tmp_path / "a"
+    result = invoke(
+        "run",
+        "--level",
+        str(level),
+        *fake_args(fake, artifacts),
+        "--no-notify",
+        "--target",
+        "named-target",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    target = only_record(artifacts)["target"]
+    assert target == {variable: "named-target", "rollback_target": "named-target"}

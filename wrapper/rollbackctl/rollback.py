@@ -129,6 +129,16 @@ class Outcome:
     summary: str
 
 
+# What --target names at each level: the flag(s) to set, the config revision, the
+# release (tag or id), the database revision to migrate down to.
+TARGET_VARIABLES = {
+    1: "feature_flag_names",
+    2: "config_target",
+    3: "release_target",
+    4: "database_target_revision",
+}
+
+
 def new_run_id(level: int) -> str:
     return f"{utcnow():%Y%m%dT%H%M%SZ}-l{level}-{secrets.token_hex(3)}"
 
@@ -256,8 +266,11 @@ def extravars(prepared: Prepared) -> dict[str, Any]:
         "rollback_hosts": options.hosts,
         **prepared.times,
     }
-    if options.level == 3 and options.target:
-        values["release_target"] = options.target
+    # `run` names one level, so the target is that level's; `emergency` climbs several
+    # levels, and its --target names the release of level 3 only.
+    level = options.level if options.decision is None else 3
+    if options.target and options.level == level and level in TARGET_VARIABLES:
+        values[TARGET_VARIABLES[level]] = options.target
     return {key: value for key, value in values.items() if value is not None}
 
 

@@ -61,7 +61,13 @@ def run_options(function: F) -> F:
         function,
         [
             click.option("--check", is_flag=True, help="Plan only: Ansible check mode."),
-            click.option("--target", metavar="TARGET", help="Named target (level 3: a tag)."),
+            click.option(
+                "--target",
+                metavar="TARGET",
+                help="Named target of `run`: level 1 the flag(s) (a,b), level 2 a config "
+                "revision, level 3 a release tag or id, level 4 a database revision. For "
+                "`emergency`: the release of level 3.",
+            ),
             click.option("--reason", default="", help="Why: recorded and put in messages."),
             click.option("--incident", metavar="ID", help="Incident id, e.g. INC-1234."),
             click.option(

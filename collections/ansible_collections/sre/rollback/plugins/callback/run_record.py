@@ -84,7 +84,18 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
 
 LEVEL_RE = re.compile(r"rollback-l([1-5])\.ya?ml$")
 WRITE_INTERVAL = 1.0
-TARGET_VARS = ("release_tag", "release_target", "rollback_target")
+# Extra vars that name what a run goes to, per level (and the generic rollback_target).
+TARGET_VARS = (
+    "feature_flag_names",
+    "feature_flag_state",
+    "config_target",
+    "config_source",
+    "release_tag",
+    "release_target",
+    "database_target_revision",
+    "database_restore_backup",
+    "rollback_target",
+)
 GIVEN_TIMES = {
     "incident_started": "rollback_incident_started_at",
     "detected": "rollback_detected_at",
