@@ -22,7 +22,6 @@ bench refuses to start while another rig's namespaces exist.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -39,25 +38,24 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))  # level 1 timings per variant
 
 def bad_config(inventory: Path, workdir: Path) -> Path:
     """Extra vars with the pool-exhausting app.ini, read from the first app host."""
-    proc = subprocess.run(
+    fetched = workdir / "app.ini"
+    subprocess.run(
         [
             str(BIN / "ansible"),
             "app[0]",
             "-i",
             str(inventory),
-            "-o",
             "-m",
-            "ansible.builtin.slurp",
+            "ansible.builtin.fetch",
             "-a",
-            "src=/etc/demo-app/app.ini",
+            f"src=/etc/demo-app/app.ini dest={fetched} flat=true",
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
     )
-
-    content = base64.b64decode(json.loads(proc.stdout.split("=>", 1)[1])["content"]).decode()
+    content = fetched.read_text()
     path = workdir / "bad-config.json"
     path.write_text(
         json.dumps(
