@@ -183,7 +183,8 @@ def test_a_target_that_fails_health_is_reverted_and_stops_the_rollout(rig: Any, 
     assert run.record["hosts"][canary]["result"]["reverted"] is True
     phases = run.record["hosts"][canary]["phases"]
     assert {"change", "restart", "health", "revert"} <= set(phases), phases
-    assert phases["health"]["status"] == "failed", phases
+    assert phases["health"]["status"] == "failed" and phases["revert"]["status"] == "ok", phases
+    assert run.record["hosts"][canary]["failed_phase"] == "health"
     assert lock_state(rig, canary) == "free"
 
 

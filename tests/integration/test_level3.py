@@ -172,6 +172,10 @@ def test_failing_health_check_reverts_the_canary_and_stops(rig: Any) -> None:
         assert OLD_STABLE in current(rig, host), "later batches untouched"
     assert on(rig, canary, f"test -e {APP_ROOT}/.rollback.lock && echo held || echo free") == "free"
     assert run.host_results()[canary]["reverted"] is True
+    failed = run.record["hosts"][canary]
+    assert failed["failed_phase"] == "health", "the phase that went wrong, not the verdict's"
+    assert failed["phases"]["revert"]["status"] == "ok", failed["phases"]
+    assert "Later batches were not touched" in failed["msg"]
 
 
 def test_cut_host_is_reported_unreachable_fast_and_rerun_completes(rig: Any) -> None:

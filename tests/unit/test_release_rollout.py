@@ -488,3 +488,36 @@ def test_live_progress_gives_includes_no_phase_and_argument_checks_to_preflight(
     failed = {**include, "res": {"msg": "could not find the tasks file"}}
     state.handle({"event": "runner_on_failed", "event_data": failed})
     assert state.hosts["h2"]["preflight"].status == "failed", "a failed include still fails"
+
+
+def test_the_stop_verdict_keeps_the_phase_that_failed() -> None:
+    """After a one-call rollout failed its health gate and switched back, the rescue's
+    `fail` task (tagged revert) carries the message; the failed phase stays `health`."""
+    from ansible_collections.sre.rollback.plugins.callback.run_record import CallbackModule
+    from rollbackctl.progress import RunState
+
+    callback = CallbackModule.__new__(CallbackModule)
+    callback.record = {"hosts": {}}
+    entry = {"host": "h2", "phase": "switch", "status": "failed", "changed": True, "msg": "x"}
+    callback._host_steps("h2", {**entry, "duration": 5.2, "at": ""}, STEPS, 1_700_000_000.0)
+    verdict = {**entry, "phase": "revert", "msg": "rollback failed on h2: ... switched back"}
+    callback._host_phase("h2", {**verdict, "duration": 0.1, "at": ""}, "", verdict=True)
+    host = callback.record["hosts"]["h2"]
+    assert host["failed_phase"] == "health" and host["status"] == "failed"
+    assert host["msg"] == verdict["msg"] == host["phases"]["health"]["msg"]
+    assert host["phases"]["revert"]["status"] == "ok"
+
+    state = RunState()
+    data = {"host": "h2", "task_tags": ["phase_switch"]}
+    state.handle({"event": "runner_on_start", "event_data": data})
+    state.handle(
+        {"event": "runner_on_failed", "event_data": {**data, "res": {"msg": "x", "phases": STEPS}}}
+    )
+    stop = {"host": "h2", "task_tags": ["phase_revert"], "task_action": "ansible.builtin.fail"}
+    state.handle({"event": "runner_on_start", "event_data": stop})
+    state.handle(
+        {"event": "runner_on_failed", "event_data": {**stop, "res": {"msg": verdict["msg"]}}}
+    )
+    assert state.hosts["h2"]["health"].status == "failed"
+    assert state.hosts["h2"]["health"].msg == verdict["msg"]
+    assert state.hosts["h2"]["revert"].status not in ("failed", "unreachable")

@@ -235,6 +235,15 @@ class RunState:
             self.phases.append(phase)
         if status == "skipped":
             return []
+        if status in BAD and _action(data) == "fail":
+            # The verdict after an earlier failure of the host (a rescue's "stop the rollout
+            # here"): its message goes to the phase that failed, which stays the failed one.
+            earlier = [
+                s for name, s in self.hosts[host].items() if name != phase and s.status in BAD
+            ]
+            if earlier:
+                earlier[0].msg = _message(data)
+                return []
         state.tasks += 1
         if status == "ok" and (data.get("res") or {}).get("changed"):
             status = "changed"

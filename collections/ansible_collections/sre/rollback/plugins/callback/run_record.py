@@ -262,15 +262,26 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             elif not (is_loader(task) and status not in FAILED):
                 # Loading a role or a tasks file is not work on the host: no phase of its
                 # own (a failed include still fails the host).
-                self._host_phase(host, entry, began_at)
+                self._host_phase(host, entry, began_at, verdict=short_action(task) == "fail")
             facts = res.get("ansible_facts") or {}
             if facts.get("__release_run_id") and not self.record.get("run_id"):
                 self.record["run_id"] = facts["__release_run_id"]
             if time.monotonic() - self.last_write >= WRITE_INTERVAL:
                 self.write()
 
-    def _host_phase(self, host: str, entry: dict[str, Any], began_at: str) -> None:
+    def _host_phase(
+        self, host: str, entry: dict[str, Any], began_at: str, verdict: bool = False
+    ) -> None:
+        """Add a task to its phase of the host. A failing ``fail`` task after an earlier
+        failure of the host (a rescue's "stop the rollout here") is the verdict: it carries
+        the host's message, but the failed phase stays the one where it went wrong."""
         host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
+        earlier = host_rec.get("failed_phase")
+        if verdict and entry["status"] in FAILED and earlier and earlier != entry["phase"]:
+            host_rec["status"] = entry["status"]
+            host_rec["msg"] = entry["msg"]
+            host_rec["phases"][earlier]["msg"] = entry["msg"]
+            return
         phase = host_rec["phases"].setdefault(
             entry["phase"],
             {"status": "ok", "started": began_at, "finished": None, "duration": 0.0, "tasks": 0},
