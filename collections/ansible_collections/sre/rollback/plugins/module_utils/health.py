@@ -12,6 +12,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+# The gate's argument_spec options: the health_check module's own, and the `health` option
+# of the one-call rollouts (module_utils/rollout.py).
+OPTIONS: dict[str, Any] = {
+    "url": {"type": "str", "required": True},
+    "status": {"type": "list", "elements": "int", "default": [200]},
+    "successes": {"type": "int", "default": 3},
+    "interval": {"type": "float", "default": 0.5},
+    "timeout": {"type": "float", "default": 3.0},
+    "deadline": {"type": "float", "default": 60.0},
+    "json_expect": {"type": "dict", "default": {}},
+}
+
 DEFAULTS: dict[str, Any] = {
     "status": [200],
     "successes": 3,

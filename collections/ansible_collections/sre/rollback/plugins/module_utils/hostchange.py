@@ -23,6 +23,17 @@ class ChangeError(Exception):
     """A failure with a message that tells the user what to do."""
 
 
+# argument_spec options of the modules that take the application lock (documented by the
+# sre.rollback.app_lock doc fragment).
+LOCK_OPTIONS: dict[str, Any] = {
+    "run_id": {"type": "str"},
+    "user": {"type": "str"},
+    "controller": {"type": "str"},
+    "lock_root": {"type": "path"},
+    "break_lock": {"type": "bool", "default": False},
+}
+
+
 def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 

@@ -29,18 +29,7 @@ SERVICE_SPEC: dict[str, Any] = {
         "command_timeout": {"type": "int", "default": 60},
     },
 }
-HEALTH_SPEC: dict[str, Any] = {
-    "type": "dict",
-    "options": {
-        "url": {"type": "str", "required": True},
-        "status": {"type": "list", "elements": "int", "default": [200]},
-        "successes": {"type": "int", "default": 3},
-        "interval": {"type": "float", "default": 0.5},
-        "timeout": {"type": "float", "default": 3.0},
-        "deadline": {"type": "float", "default": 60.0},
-        "json_expect": {"type": "dict", "default": {}},
-    },
-}
+HEALTH_SPEC: dict[str, Any] = {"type": "dict", "options": health_gate.OPTIONS}
 
 
 def phase(name: str, started: float, status: str = "ok", msg: str = "") -> dict[str, Any]:

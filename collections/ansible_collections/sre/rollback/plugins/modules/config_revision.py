@@ -202,6 +202,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.sre.rollback.plugins.module_utils import applock, rollout
 from ansible_collections.sre.rollback.plugins.module_utils import config_revisions as cr
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
+    LOCK_OPTIONS,
     ChangeError,
     lock_owner,
     refuse_if_locked,
@@ -509,11 +510,7 @@ def main() -> None:
             "event": {"type": "str", "choices": ["rollback", "apply", "revert", "snapshot"]},
             "reason": {"type": "str"},
             "incident": {"type": "str"},
-            "run_id": {"type": "str"},
-            "user": {"type": "str"},
-            "controller": {"type": "str"},
-            "lock_root": {"type": "path"},
-            "break_lock": {"type": "bool", "default": False},
+            **LOCK_OPTIONS,
             "keep_lock": {"type": "bool", "default": False},
             "service": rollout.SERVICE_SPEC,
             "health": rollout.HEALTH_SPEC,

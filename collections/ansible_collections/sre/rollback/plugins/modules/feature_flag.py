@@ -312,6 +312,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.feature_flags import 
     unknown_flags,
 )
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
+    LOCK_OPTIONS,
     ChangeError,
     append_jsonl,
     lock_owner,
@@ -651,11 +652,7 @@ def main() -> None:
             "audit_log": {"type": "path", "default": "/var/log/sre-rollback/feature-flags.jsonl"},
             "reason": {"type": "str"},
             "incident": {"type": "str"},
-            "run_id": {"type": "str"},
-            "user": {"type": "str"},
-            "controller": {"type": "str"},
-            "lock_root": {"type": "path"},
-            "break_lock": {"type": "bool", "default": False},
+            **LOCK_OPTIONS,
         },
         required_if=[("backend", "file", ["path"])],
         supports_check_mode=True,

@@ -96,6 +96,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollback.plugins.module_utils.health import (
     DEFAULTS,
+    OPTIONS,
     check_url,
     wait_healthy,
 )
@@ -104,13 +105,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.health import (
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "url": {"type": "str", "required": True},
-            "status": {"type": "list", "elements": "int", "default": [200]},
-            "successes": {"type": "int", "default": 3},
-            "interval": {"type": "float", "default": 0.5},
-            "timeout": {"type": "float", "default": 3.0},
-            "deadline": {"type": "float", "default": 60.0},
-            "json_expect": {"type": "dict", "default": {}},
+            **OPTIONS,
             "skip_in_check_mode": {"type": "bool", "default": True},
         },
         supports_check_mode=True,
