@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock, releases
-from ansible_collections.sre.rollback.plugins.modules import release as mod
+from ansible_collections.sre.rollback.plugins.module_utils import release_ops as mod
 from tests.conftest import REPO, VENV_BIN
 
 BUILD = "python3 -c \"import os; open('BUILT','w').write(os.environ['RELEASE_TAG'])\""

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock, health, releases
+from ansible_collections.sre.rollback.plugins.module_utils import release_ops as mod
 from ansible_collections.sre.rollback.plugins.module_utils import services as svc
-from ansible_collections.sre.rollback.plugins.modules import release as mod
 from tests.conftest import REPO, VENV_BIN
 
 GOOD, OLD, BAD = "v1.2.3-stable", "v1.2.2-stable", "v1.3.0"
