@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock
+from ansible_collections.sre.rollback.plugins.module_utils import config_ops as mod
 from ansible_collections.sre.rollback.plugins.module_utils import config_revisions as cr
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import ChangeError
-from ansible_collections.sre.rollback.plugins.modules import config_revision as mod
 from tests.conftest import REPO, VENV_BIN
 
 GOOD = "[database]\npool_size = 5\nhold_connections = 0\n"

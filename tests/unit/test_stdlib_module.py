@@ -17,7 +17,7 @@ import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops
 from ansible_collections.sre.rollback.plugins.plugin_utils import stdlib_module as sm
-from tests.conftest import REPO, VENV_BIN
+from tests.conftest import COLLECTION, REPO, VENV_BIN
 
 PYTHONS = sorted({sys.executable, *filter(None, [shutil.which("python3")])})
 
@@ -37,12 +37,29 @@ def run_program(python: str, code: bytes) -> dict[str, Any]:
     return sm.parse_answer(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
 
 
-def test_the_shipped_sources_are_stdlib_only_and_complete() -> None:
-    sources = sm.shipped_sources("release_ops")
-    short = {name.rsplit(".", 1)[-1] for name in sources}
+ACTIONS = sorted(
+    path.stem
+    for path in (COLLECTION / "plugins" / "action").glob("*.py")
+    if path.stem != "__init__"
+)
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_every_action_ships_stdlib_only_sources(action: str) -> None:
+    source = (COLLECTION / "plugins" / "action" / f"{action}.py").read_text()
+    ops = source.split('OPS = "')[1].split('"')[0]
+    assert (COLLECTION / "plugins" / "modules" / f"{action}.py").exists()
+    sources = sm.shipped_sources(ops)
+    for text in sources.values():
+        assert all(name.startswith(sm.PREFIX) for name in sm._imports(text))
+    # The module's own argument spec is the one the controller validates against.
+    module = (COLLECTION / "plugins" / "modules" / f"{action}.py").read_text()
+    assert f"argument_spec={ops}.ARGUMENT_SPEC" in module
+
+
+def test_the_release_work_ships_what_it_imports() -> None:
+    short = {name.rsplit(".", 1)[-1] for name in sm.shipped_sources("release_ops")}
     assert {"release_ops", "releases", "applock", "rollout", "services", "health"} <= short
-    for source in sources.values():
-        assert all(name.startswith(sm.PREFIX) for name in sm._imports(source))
 
 
 def test_a_module_util_that_needs_ansible_is_refused(tmp_path: Path) -> None:
