@@ -16,7 +16,7 @@ import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock
 from ansible_collections.sre.rollback.plugins.module_utils import feature_flags as ff
-from ansible_collections.sre.rollback.plugins.modules import feature_flag as mod
+from ansible_collections.sre.rollback.plugins.module_utils import flag_ops as mod
 from tests.conftest import REPO, VENV_BIN
 from tests.support.flagservice import FlagService
 

@@ -34,6 +34,12 @@ author:
 extends_documentation_fragment:
   - sre.rollback.rollout
 attributes:
+  action:
+    support: full
+    description: >-
+      The action plugin of the same name checks the arguments on the controller and, when the
+      connection pipelines, runs the work on the host without AnsibleModule (about 0.2 s of CPU
+      less per host and call); otherwise, and with no_log options set, this module runs as usual.
   check_mode:
     support: full
     description: Reports the plan (before, after, fast or rebuild) and changes nothing.
