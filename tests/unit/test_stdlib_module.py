@@ -54,7 +54,7 @@ def test_every_action_ships_stdlib_only_sources(action: str) -> None:
         assert all(name.startswith(sm.PREFIX) for name in sm._imports(text))
     # The module's own argument spec is the one the controller validates against.
     module = (COLLECTION / "plugins" / "modules" / f"{action}.py").read_text()
-    assert f"argument_spec={ops}.ARGUMENT_SPEC" in module
+    assert f"ops_module.run({ops})" in module
 
 
 def test_the_release_work_ships_what_it_imports() -> None:
@@ -126,24 +126,18 @@ def test_a_host_without_a_working_python_is_a_clear_failure() -> None:
     assert crashed["failed"] is True and "boom" in crashed["msg"]
 
 
-def adhoc(tmp_path: Path, args: str, **env: str) -> tuple[dict[str, Any], str]:
-    """One real ad-hoc call of the release module on the local connection (-vvv)."""
+MODULE = ["-m", "sre.rollback.release"]
+
+
+def adhoc(
+    tmp_path: Path, args: str, python: str = sys.executable, **env: str
+) -> tuple[dict[str, Any], str, int]:
+    """One real ad-hoc call of the release module on the local connection (-vvv): its
+    result, its whole output and its exit status."""
     inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        f"local ansible_connection=local ansible_python_interpreter={sys.executable}\n"
-    )
+    inventory.write_text(f"local ansible_connection=local ansible_python_interpreter={python}\n")
     proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"),
-            "-i",
-            str(inventory),
-            "local",
-            "-m",
-            "sre.rollback.release",
-            "-a",
-            args,
-            "-vvv",
-        ],
+        [str(VENV_BIN / "ansible"), "-i", str(inventory), "local", *MODULE, "-a", args, "-vvv"],
         cwd=REPO,
         env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json", **env),
         capture_output=True,
@@ -153,15 +147,15 @@ def adhoc(tmp_path: Path, args: str, **env: str) -> tuple[dict[str, Any], str]:
     text = proc.stdout
     start = text.index("{", text.index("local | "))
     result: dict[str, Any] = json.loads(text[start : text.rindex("}") + 1])
-    return result, text
+    return result, text, proc.returncode
 
 
 def test_direct_and_usual_paths_give_the_same_result(tmp_path: Path) -> None:
     root = tmp_path / "app"
     (root / "releases").mkdir(parents=True)
-    direct, log = adhoc(tmp_path, f"app_root={root}", ANSIBLE_PIPELINING="true")
+    direct, log, _ = adhoc(tmp_path, f"app_root={root}", ANSIBLE_PIPELINING="true")
     assert "the usual module path" not in log
-    usual, log = adhoc(tmp_path, f"app_root={root}", ANSIBLE_PIPELINING="false")
+    usual, log, _ = adhoc(tmp_path, f"app_root={root}", ANSIBLE_PIPELINING="false")
     assert "the usual module path (pipelining is off" in log
     assert direct == {k: v for k, v in usual.items() if k != "invocation"}
     assert direct["app_root"] == str(root) and direct["releases"] == {}
@@ -169,24 +163,6 @@ def test_direct_and_usual_paths_give_the_same_result(tmp_path: Path) -> None:
 
 def test_bad_input_fails_before_the_host_is_contacted(tmp_path: Path) -> None:
     # The interpreter does not exist: only a controller-side refusal can give this message.
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("local ansible_connection=local ansible_python_interpreter=/nonexistent\n")
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"),
-            "-i",
-            str(inventory),
-            "local",
-            "-m",
-            "sre.rollback.release",
-            "-a",
-            "app_root=/x state=marked",
-        ],
-        cwd=REPO,
-        env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode != 0
-    assert "state is marked but all of the following are missing: mark" in proc.stdout
+    result, _, status = adhoc(tmp_path, "app_root=/x state=marked", python="/nonexistent")
+    assert status != 0
+    assert result["msg"] == "state is marked but all of the following are missing: mark"

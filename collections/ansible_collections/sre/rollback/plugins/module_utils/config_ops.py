@@ -13,13 +13,14 @@ import os
 import shutil
 import socket
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock, rollout
 from ansible_collections.sre.rollback.plugins.module_utils import config_revisions as cr
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
     LOCK_OPTIONS,
     ChangeError,
+    CheckMode,
     lock_owner,
     refuse_if_locked,
     take_lock,
@@ -333,21 +334,10 @@ def gate(
     raise GateFailed(f"{cause}. {said}", result)
 
 
-class CheckMode(Protocol):
-    """What the steps need from their caller: AnsibleModule, or the action plugin's run."""
-
-    check_mode: bool
-
-
-class _Mode:
-    def __init__(self, check_mode: bool) -> None:
-        self.check_mode = check_mode
-
-
 def execute(p: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, Any]]:
     """Carry out one call with validated parameters: (failed, result); a failed result has
     ``msg``. Shared by the module and the action plugin's stdlib-only path."""
-    module = _Mode(check_mode)
+    module = CheckMode(check_mode)
     p["path"] = os.path.normpath(p["path"])
     if p["keep"] < 2:
         return True, {"msg": "keep must be at least 2: the live revision and the one before it"}

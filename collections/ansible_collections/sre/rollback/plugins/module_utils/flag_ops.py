@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock
 from ansible_collections.sre.rollback.plugins.module_utils.feature_flags import (
@@ -36,6 +36,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.feature_flags import 
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
     LOCK_OPTIONS,
     ChangeError,
+    CheckMode,
     append_jsonl,
     lock_owner,
     refuse_if_locked,
@@ -378,21 +379,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
 REQUIRED_IF: list[tuple[str, str, list[str]]] = [("backend", "file", ["path"])]
 
 
-class CheckMode(Protocol):
-    """What the steps need from their caller: AnsibleModule, or the action plugin's run."""
-
-    check_mode: bool
-
-
-class _Mode:
-    def __init__(self, check_mode: bool) -> None:
-        self.check_mode = check_mode
-
-
 def execute(p: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, Any]]:
     """Carry out one call with validated parameters: (failed, result); a failed result has
     ``msg``. Shared by the module and the action plugin's stdlib-only path."""
-    module = _Mode(check_mode)
+    module = CheckMode(check_mode)
     p["flags"] = [f for f in dict.fromkeys(p["flags"]) if f]
     if not p["flags"]:
         return True, {"msg": "flags is empty: name the flags to set"}

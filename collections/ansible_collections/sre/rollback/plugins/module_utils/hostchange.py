@@ -1,7 +1,7 @@
 # GPL-3.0-or-later
 """Small pieces every change on a host needs: the lock owner, atomic writes, JSON-line logs.
 
-Used by the feature_flag and config_revision modules (levels 1 and 2). The lock itself is
+Used by the feature_flag, config_revision and release work (levels 1 to 3). The lock itself is
 ``applock`` (one per application, shared with deploy and every level).
 """
 
@@ -21,6 +21,14 @@ from ansible_collections.sre.rollback.plugins.module_utils import applock
 
 class ChangeError(Exception):
     """A failure with a message that tells the user what to do."""
+
+
+class CheckMode:
+    """Whether a call only plans (--check): what the steps of the release, config_revision
+    and feature_flag work take from their caller (release_ops, config_ops, flag_ops)."""
+
+    def __init__(self, check_mode: bool) -> None:
+        self.check_mode = check_mode
 
 
 # argument_spec options of the modules that take the application lock (documented by the

@@ -18,9 +18,10 @@ import re
 import shutil
 import subprocess
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from ansible_collections.sre.rollback.plugins.module_utils import applock, rollout, services
+from ansible_collections.sre.rollback.plugins.module_utils.hostchange import CheckMode
 from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     MANIFEST_NAME,
     META_NAME,
@@ -65,12 +66,6 @@ REQUIRED_IF: list[tuple[str, str, list[str]]] = [
     ("state", "marked", ["mark"]),
     ("state", "rolled_out", ["service"]),
 ]
-
-
-class CheckMode(Protocol):
-    """What the steps need from their caller: AnsibleModule, or the action plugin's run."""
-
-    check_mode: bool
 
 
 class ReleaseError(Exception):
@@ -655,15 +650,10 @@ def do_unlock(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
     return {"changed": False, "lock": None, "released": outcome["owner"]}
 
 
-class _Mode:
-    def __init__(self, check_mode: bool) -> None:
-        self.check_mode = check_mode
-
-
 def execute(p: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, Any]]:
     """Carry out one call with validated parameters: (failed, result); a failed result has
     ``msg``. Shared by the module and the action plugin's stdlib-only path."""
-    mode = _Mode(check_mode)
+    mode = CheckMode(check_mode)
     if p["keep"] < 1:
         return True, {"msg": "keep must be at least 1: current is always kept"}
     try:

@@ -33,14 +33,9 @@ description:
 author:
   - SRE rollback team
 extends_documentation_fragment:
+  - sre.rollback.direct_action
   - sre.rollback.app_lock
 attributes:
-  action:
-    support: full
-    description: >-
-      The action plugin of the same name checks the arguments on the controller and, when the
-      connection pipelines, runs the work on the host without AnsibleModule (about 0.2 s of CPU
-      less per host and call); otherwise, and with no_log options set, this module runs as usual.
   check_mode:
     support: full
     description: Reads the backend, fails on unknown flags or a bad file, reports the plan and changes nothing.
@@ -292,23 +287,13 @@ timings:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.sre.rollback.plugins.module_utils import flag_ops
+from ansible_collections.sre.rollback.plugins.module_utils import flag_ops, ops_module
 
 
 def main() -> None:
-    # The work is in module_utils/flag_ops.py; the collection's action plugin of the same
-    # name usually runs it without this wrapper (see there), this is the fallback path.
-    module = AnsibleModule(
-        argument_spec=flag_ops.ARGUMENT_SPEC,
-        required_if=flag_ops.REQUIRED_IF,
-        supports_check_mode=True,
-    )
-    failed, result = flag_ops.execute(dict(module.params), module.check_mode)
-    if failed:
-        module.fail_json(**result)
-    module.exit_json(**result)
+    # The work is in module_utils/flag_ops.py; the collection's action plugin of the same name
+    # usually runs it without AnsibleModule (see there), this is the fallback path.
+    ops_module.run(flag_ops)
 
 
 if __name__ == "__main__":
