@@ -521,3 +521,34 @@ def test_the_stop_verdict_keeps_the_phase_that_failed() -> None:
     assert state.hosts["h2"]["health"].status == "failed"
     assert state.hosts["h2"]["health"].msg == verdict["msg"]
     assert state.hosts["h2"]["revert"].status not in ("failed", "unreachable")
+
+
+def test_a_batch_published_once_gives_every_host_its_record_phase() -> None:
+    """The release role publishes a batch's results in one run_once set_stats task: the run
+    record and the live progress give the `record` phase to every host it names."""
+    from ansible_collections.sre.rollback.plugins.callback.run_record import published_hosts
+    from rollbackctl.progress import RunState
+
+    stats = {
+        "ansible_stats": {
+            "data": {"release_results": {"h2": {}, "h3": {}, "h9": {}}},
+            "per_host": False,
+            "aggregate": True,
+        }
+    }
+    assert published_hosts(stats, {"h2": {}, "h3": {}}) == {"h2", "h3"}
+    assert published_hosts({"changed": False}, {"h2": {}}) == set()
+
+    state = RunState()
+    for host in ("h2", "h3"):
+        data = {"host": host, "task_tags": ["phase_switch"]}
+        state.handle({"event": "runner_on_start", "event_data": data})
+        state.handle(
+            {"event": "runner_on_ok", "event_data": {**data, "res": {"phases": STEPS[:3]}}}
+        )
+    publish = {"host": "h2", "task_tags": ["phase_record"]}
+    state.handle({"event": "runner_on_start", "event_data": publish})
+    changes = state.handle({"event": "runner_on_ok", "event_data": {**publish, "res": stats}})
+    assert [(c.host, c.phase) for c in changes] == [("h3", "record")]
+    assert state.hosts["h3"]["record"].status == "ok"
+    assert "record" in state.hosts["h2"] and "h9" not in state.hosts

@@ -235,6 +235,14 @@ class RunState:
             self.phases.append(phase)
         if status == "skipped":
             return []
+        published: list[PhaseChange] = []
+        if status == "ok":
+            # A run_once task that published a batch's results (set_stats of
+            # release_results) did that phase for every host it names.
+            for other in sorted(_published_hosts(data, self.hosts) - {host}):
+                now = time.monotonic()
+                self.hosts[other][phase] = PhaseState("ok", now, now, 1)
+                published.append(PhaseChange(other, phase, self.hosts[other][phase]))
         if status in BAD and _action(data) == "fail":
             # The verdict after an earlier failure of the host (a rescue's "stop the rollout
             # here"): its message goes to the phase that failed, which stays the failed one.
@@ -254,7 +262,7 @@ class RunState:
             return [PhaseChange(host, phase, state)]
         if state.status not in BAD:
             state.status = "changed" if "changed" in (status, state.status) else "running"
-        return []
+        return published
 
     def _steps_done(
         self,
@@ -315,6 +323,16 @@ class RunState:
                 for h, phases in self.hosts.items()
                 if any(state.status in BAD for state in phases.values())
             ]
+
+
+def _published_hosts(data: Mapping[str, Any], known: Mapping[str, Any]) -> set[str]:
+    """Known hosts whose results a ``set_stats`` task published as ``{name: {host: ...}}``
+    (as the run record's callback reads them: published_hosts there)."""
+    stats = (data.get("res") or {}).get("ansible_stats") or {}
+    values = (stats.get("data") or {}).values()
+    return {
+        host for value in values if isinstance(value, Mapping) for host in value if host in known
+    }
 
 
 def _steps(data: Mapping[str, Any]) -> list[tuple[str, str, float, str]]:

@@ -263,6 +263,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 # Loading a role or a tasks file is not work on the host: no phase of its
                 # own (a failed include still fails the host).
                 self._host_phase(host, entry, began_at, verdict=short_action(task) == "fail")
+                # A run_once task that publishes results for a batch (set_stats of
+                # release_results) did that phase for every host it names.
+                for other in sorted(published_hosts(res, self.record["hosts"]) - {host}):
+                    self._host_phase(other, {**entry, "host": other}, began_at)
             facts = res.get("ansible_facts") or {}
             if facts.get("__release_run_id") and not self.record.get("run_id"):
                 self.record["run_id"] = facts["__release_run_id"]
@@ -503,6 +507,19 @@ def sub_phases(res: Mapping[str, Any]) -> list[dict[str, Any]]:
         for step in steps
         if isinstance(step, Mapping) and step.get("phase")
     ]
+
+
+def published_hosts(res: Mapping[str, Any], known: Mapping[str, Any]) -> set[str]:
+    """Hosts (already in the record) whose results a ``set_stats`` result publishes, as
+    ``{name: {host: result}}`` (the release role publishes a whole batch in one task)."""
+    data = (res.get("ansible_stats") or {}).get("data") or {}
+    return {
+        host
+        for value in data.values()
+        if isinstance(value, Mapping)
+        for host in value
+        if host in known
+    }
 
 
 LOADERS = frozenset({"include_role", "include_tasks", "import_role", "import_tasks"})
