@@ -80,14 +80,10 @@ def trusted(value: Any) -> Any:
 
 
 def old_result(hostvars: dict[str, Any], failed: bool) -> dict[str, Any]:
-    """What the per-host task published, from the variables the host had then: no skipped
-    one-call result on the step-by-step path (it was not included), and
+    """What the per-host task published, from the variables the host had then, and
     ``ansible_failed_task`` when the host went through the rescue."""
     variables = {
-        k: v
-        for k, v in copy.deepcopy(hostvars).items()
-        if not (k == "__release_rollout" and v.get("skipped"))
-        and not k.startswith("__release_published")
+        k: v for k, v in copy.deepcopy(hostvars).items() if not k.startswith("__release_published")
     }
     variables.update(trusted(OLD_VARS), release_action="rollback", total=NOW - STARTED)
     if failed:
@@ -221,7 +217,6 @@ def test_failed_hook_switched_back_by_the_rescue() -> None:
     # After-health hook failed: the rescue switched back and restarted; `always` unlocked.
     hostvars = {
         "h2": host(
-            __release_rollout=SKIPPED,
             __release_build=SKIPPED,
             __release_switch=switched(),
             __release_health=HEALTHY,
@@ -238,7 +233,6 @@ def test_failed_before_switch_hook_leaves_the_host_as_it_was() -> None:
     built = {"changed": True, "path": "fast", "timings": {"verify": 0.01}}
     hostvars = {
         "h2": host(
-            __release_rollout=SKIPPED,
             __release_build=built,
             __release_revert=SKIPPED,
             __release_unlock=OK_UNLOCK,
@@ -253,7 +247,6 @@ def test_failed_health_check_step_by_step() -> None:
     unhealthy = {"failed": True, "healthy": False, "attempts": 8, "elapsed": 4.0, "msg": "x"}
     hostvars = {
         "h2": host(
-            __release_rollout=SKIPPED,
             __release_build=SKIPPED,
             __release_switch=switched(),
             __release_health=unhealthy,
@@ -269,7 +262,6 @@ def test_failed_health_check_step_by_step() -> None:
 def test_success_step_by_step_without_health_check() -> None:
     hostvars = {
         "h2": host(
-            __release_rollout=SKIPPED,
             __release_build=SKIPPED,
             __release_switch=switched(),
             __release_health=SKIPPED,
@@ -290,7 +282,6 @@ def test_rebuild_path() -> None:
     build = {"changed": True, "path": "rebuild", "timings": {"fetch": 0.4, "build": 1.9}}
     hostvars = {
         "h3": host(
-            __release_rollout=SKIPPED,
             __release_build=build,
             __release_switch=switched(timings={"verify": 0.001, "switch": 0.0002}),
             __release_health=HEALTHY,
@@ -307,7 +298,6 @@ def test_hosts_that_did_not_roll_out_on_this_path_are_left_out() -> None:
         "never": host(),  # planned, but its batch never ran (or it was not in the play)
         "h2": host(__release_rollout=rolled_out()),
         "h3": host(
-            __release_rollout=SKIPPED,
             __release_switch=switched(),
             __release_unlock=OK_UNLOCK,
         ),
@@ -326,7 +316,7 @@ def test_unreachable_hosts_are_left_out_as_before() -> None:
             __release_rollout=rolled_out(failed=True, current=BAD, reverted=True),
             __release_unlock={"unreachable": True},
         ),
-        "h4": host(__release_rollout=SKIPPED, __release_switch=switched()),  # no unlock
+        "h4": host(__release_switch=switched()),  # no unlock
     }
     assert results(hostvars, "one_call") == {}
     assert results(hostvars, "steps") == {}

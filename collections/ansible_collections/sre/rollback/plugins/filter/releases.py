@@ -126,7 +126,7 @@ def host_result(hvars: Mapping[str, Any], action: str, path: str, now: float) ->
 def _reached_publish(hvars: Mapping[str, Any], path: str) -> bool:
     """Whether the host rolled out on this path and got to the publishing task."""
     rollout = _registered(hvars, ROLLOUT)
-    one_call = ROLLOUT in hvars and not rollout.get("skipped")
+    one_call = ROLLOUT in hvars  # rollout.yml includes one path or the other, never both
     unlock = _registered(hvars, UNLOCK)
     if path == ONE_CALL:
         # Every task of this path registers: the module call, then on failure the unlock.
