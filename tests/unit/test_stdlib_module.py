@@ -109,6 +109,28 @@ def test_the_program_does_what_execute_does(python: str, tmp_path: Path) -> None
     assert "state=unlocked needs run_id" in answer["msg"]
 
 
+def test_the_work_is_prepared_once_in_the_process_that_forks_the_workers() -> None:
+    # Defining an action class (the strategy does it in the main process, before forking a
+    # worker per host and task) imports the work and computes what is shipped.
+    from ansible_collections.sre.rollback.plugins.action.release import ActionModule
+
+    assert ActionModule.OPS in sm._SHIPPED
+    assert f"{sm.PREFIX}.{ActionModule.OPS}" in sys.modules
+    shipped = json.loads(sm._SHIPPED[ActionModule.OPS])
+    assert shipped == sm.shipped_sources(ActionModule.OPS)
+
+
+@pytest.mark.parametrize("python", PYTHONS)
+def test_the_bootstrap_imports_little_on_the_host(python: str, tmp_path: Path) -> None:
+    # importlib.abc / importlib.util cost ~15 ms of the host's CPU per call (they pull in
+    # importlib.resources, pathlib, tempfile); the bootstrap needs neither.
+    code = sm.program("release_ops", params(app_root=str(tmp_path)), False, [])
+    probe = code + b"\nimport sys\nprint(sorted(m for m in sys.modules if 'importlib' in m))\n"
+    proc = subprocess.run([python, "-S", "-"], input=probe, capture_output=True, check=True)
+    loaded = proc.stdout.decode().rsplit("\n", 2)[-2]
+    assert "importlib.abc" not in loaded and "importlib.util" not in loaded, loaded
+
+
 def test_path_options_are_expanded_on_the_host(tmp_path: Path) -> None:
     (tmp_path / "app" / "releases").mkdir(parents=True)
     code = sm.program("release_ops", params(app_root="$APPS/app"), False, ["app_root"])
