@@ -40,7 +40,7 @@ def run_program(python: str, code: bytes) -> dict[str, Any]:
 ACTIONS = sorted(
     path.stem
     for path in (COLLECTION / "plugins" / "action").glob("*.py")
-    if path.stem != "__init__"
+    if "(StdlibModuleAction)" in path.read_text()
 )
 
 

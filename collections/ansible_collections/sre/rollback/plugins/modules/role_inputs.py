@@ -1,0 +1,71 @@
+#!/usr/bin/python
+# GPL-3.0-or-later
+"""Documentation of the role_inputs action (it runs on the controller only)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: role_inputs
+short_description: Check a role's inputs in one task, its argument spec and its own checks
+version_added: "0.1.0"
+description:
+  - Validates the role's variables as the task sees them against the role's argument spec
+    for I(entry_point) (C(meta/argument_specs.yml), the same validator as
+    M(ansible.builtin.validate_argument_spec)), and fails with every problem at once, the
+    spec's and the ones the role computed in I(problems), ending with C(Nothing was changed.)
+  - One controller task per host instead of two (Ansible's own spec validation, then an
+    assert); the playbook imports the role with C(rolespec_validate=false) so that the spec
+    is not checked twice.
+  - Runs on the controller only; it must run inside a role.
+author:
+  - SRE rollback team
+attributes:
+  check_mode:
+    support: full
+    description: Nothing is changed; it runs the same in check mode.
+  diff_mode:
+    support: none
+  action:
+    support: full
+    description: Action plugin only, no module runs on the host.
+  platform:
+    platforms: all
+options:
+  entry_point:
+    description:
+      - The argument spec to validate against. Default the role's entry point
+        (C(tasks_from) of the import, else C(main)), as Ansible picks it.
+    type: str
+  problems:
+    description:
+      - Messages of the role's own checks across inputs; any message fails the task.
+    type: list
+    elements: str
+    default: []
+  what:
+    description: Names the inputs in the message (C(Bad <what> inputs:)). Default the role's name.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Check the release inputs
+  sre.rollback.role_inputs:
+    what: release
+    problems: >-
+      {{ ([] if release_app_root is abs else ['release_app_root must be an absolute path.'])
+         + ([] if release_keep | int >= 1 else ['release_keep must be at least 1.']) }}
+"""
+
+RETURN = r"""
+argument_errors:
+  description: What the argument spec found wrong.
+  returned: always
+  type: list
+  elements: str
+problems:
+  description: The role's own problems, as given.
+  returned: always
+  type: list
+  elements: str
+"""
