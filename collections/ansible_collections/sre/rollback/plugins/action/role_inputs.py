@@ -60,7 +60,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             return result
         entry = self._task.args.get("entry_point") or role._from_files.get("tasks", "main")
         problems = self._task.args.get("problems") or []
-        if isinstance(problems, str) or not isinstance(problems, list):
+        if not isinstance(problems, list):
             result.update(failed=True, msg="problems must be a list of messages.")
             return result
         what = self._task.args.get("what") or role.get_name(include_role_fqcn=False)

@@ -193,6 +193,7 @@ def program(entry: str, params: dict[str, Any], check_mode: bool, paths: list[st
         "check_mode": check_mode,
         "paths": paths,
     }
+    # The sources are already JSON (encoded once per run): appended as the last member.
     blob = json.dumps(data, default=str)[:-1] + ', "sources": ' + _shipped_json(entry) + "}"
     return f"{BOOTSTRAP}\n_main({blob!r})\n".encode()
 
