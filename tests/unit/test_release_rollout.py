@@ -306,6 +306,57 @@ def test_health_gate_needs_consecutive_successes_before_the_deadline() -> None:
     assert result["last_error"].startswith("status 503")
 
 
+def test_health_gate_polls_fast_until_the_service_is_up_then_confirms_interval_apart() -> None:
+    answers = iter([0, 0, 200, 200, 200])
+    now = [0.0]
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+
+    result = health.wait_healthy(
+        {"url": "http://x/health", "successes": 3, "interval": 0.5, "deadline": 60},
+        probe_fn=lambda _url, _timeout: (next(answers), "connection refused"),
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    assert result["healthy"] and result["attempts"] == 5
+    assert pauses == [0.1, 0.1, 0.5, 0.5], "startup polls 0.1 s apart, confirmations 0.5 s"
+    assert result["first_healthy"] == 0.2 and result["elapsed"] == 1.2
+
+
+def test_health_gate_fails_at_once_when_a_service_that_was_up_fails_repeatedly() -> None:
+    def run(**gate: Any) -> dict[str, Any]:
+        answers = iter([200] + [500] * 200)
+        clock = iter(range(1000))
+        return health.wait_healthy(
+            {"url": "http://x/health", "interval": 1, "deadline": 60, **gate},
+            probe_fn=lambda _url, _timeout: (next(answers), "boom"),
+            sleep=lambda _s: None,
+            clock=lambda: float(next(clock)),
+        )
+
+    fast = run()
+    assert not fast["healthy"] and fast["attempts"] == 5, "1 success, then 4 failures"
+    assert "then failed 4 times in a row" in fast["msg"] and "status 500: boom" in fast["msg"]
+    assert fast["first_healthy"] == 1.0
+    patient = run(failures=0)
+    assert not patient["healthy"] and patient["attempts"] > 50 and "within 60" in patient["msg"]
+
+
+def test_health_gate_waits_for_the_deadline_while_the_service_never_answered_well() -> None:
+    clock = iter(range(1000))
+    result = health.wait_healthy(
+        {"url": "http://x/health", "interval": 1, "startup_interval": 1, "deadline": 10},
+        probe_fn=lambda _url, _timeout: (503, "warming up"),
+        sleep=lambda _s: None,
+        clock=lambda: float(next(clock)),
+    )
+    assert not result["healthy"] and result["attempts"] == 10 and result["first_healthy"] is None
+    assert "within 10 s" in result["msg"], "no fast failure before it was ever up"
+
+
 def test_health_gate_gives_up_at_the_deadline_and_says_why() -> None:
     clock = iter(range(100))
     result = health.wait_healthy(

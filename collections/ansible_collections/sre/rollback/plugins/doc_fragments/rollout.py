@@ -64,9 +64,23 @@ options:
         type: int
         default: 3
       interval:
-        description: Seconds between attempts.
+        description: Seconds between attempts once the URL has answered well.
         type: float
         default: 0.5
+      startup_interval:
+        description:
+          - Seconds between attempts until the first healthy answer (the service is still
+            starting), so that a service up in 0.2 s is seen then, not at the next
+            I(interval). The successes that confirm it are I(interval) apart.
+        type: float
+        default: 0.1
+      failures:
+        description:
+          - Once the URL has answered well, this many failed answers in a row fail the gate
+            at once instead of at I(deadline) (the runbook's trigger is more than 3
+            consecutive failures). C(0) waits for the deadline.
+        type: int
+        default: 4
       timeout:
         description: Seconds one request may take.
         type: float

@@ -19,6 +19,8 @@ OPTIONS: dict[str, Any] = {
     "status": {"type": "list", "elements": "int", "default": [200]},
     "successes": {"type": "int", "default": 3},
     "interval": {"type": "float", "default": 0.5},
+    "startup_interval": {"type": "float", "default": 0.1},
+    "failures": {"type": "int", "default": 4},
     "timeout": {"type": "float", "default": 3.0},
     "deadline": {"type": "float", "default": 60.0},
     "json_expect": {"type": "dict", "default": {}},
@@ -28,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "status": [200],
     "successes": 3,
     "interval": 0.5,
+    "startup_interval": 0.1,
+    "failures": 4,
     "timeout": 3.0,
     "deadline": 60.0,
     "json_expect": {},
@@ -83,39 +87,63 @@ def wait_healthy(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Poll gate["url"] until it answered well gate["successes"] times in a row, or the
-    deadline passed. Returns {healthy, attempts, elapsed, last_status, last_error, msg}."""
+    """Poll gate["url"] until it answered well gate["successes"] times in a row, or failed.
+
+    Until the first healthy answer (the service is still starting) it polls every
+    ``startup_interval`` seconds, so a service that is up in 0.2 s is seen at 0.2 s, not at
+    the next ``interval``; the successes that confirm it are ``interval`` apart. Once it has
+    answered well, ``failures`` failed answers in a row (the runbook's trigger: more than 3
+    consecutive health check failures; 0: never) fail the gate at once instead of at the
+    ``deadline``. Returns {healthy, attempts, elapsed, first_healthy, last_status,
+    last_error, msg}; first_healthy is the seconds until the first healthy answer (None when
+    there was none)."""
     settings = {**DEFAULTS, **{k: v for k, v in gate.items() if v is not None}}
     started = clock()
-    streak = attempts = last_status = 0
+    streak = failing = attempts = last_status = 0
+    first_healthy: float | None = None
     last_error = ""
+
+    def verdict(healthy: bool, elapsed: float, msg: str = "") -> dict[str, Any]:
+        return {
+            "healthy": healthy,
+            "attempts": attempts,
+            "elapsed": round(elapsed, 3),
+            "first_healthy": first_healthy,
+            "last_status": last_status,
+            "last_error": last_error,
+            "msg": msg,
+        }
+
     while True:
         attempts += 1
         last_status, body = probe_fn(settings["url"], settings["timeout"])
         problem = judge(last_status, body, settings)
-        if problem is None:
-            streak += 1
-            if streak >= settings["successes"]:
-                return {
-                    "healthy": True,
-                    "attempts": attempts,
-                    "elapsed": round(clock() - started, 3),
-                    "last_status": last_status,
-                    "last_error": last_error,
-                    "msg": "",
-                }
-        else:
-            streak, last_error = 0, problem
         elapsed = clock() - started
-        if elapsed + settings["interval"] > settings["deadline"]:
-            return {
-                "healthy": False,
-                "attempts": attempts,
-                "elapsed": round(elapsed, 3),
-                "last_status": last_status,
-                "last_error": last_error,
-                "msg": f"{settings['url']} was not healthy {settings['successes']} times in a "
+        if problem is None:
+            streak, failing = streak + 1, 0
+            if first_healthy is None:
+                first_healthy = round(elapsed, 3)
+            if streak >= settings["successes"]:
+                return verdict(True, elapsed)
+        else:
+            streak, failing, last_error = 0, failing + 1, problem
+            if first_healthy is not None and 0 < settings["failures"] <= failing:
+                return verdict(
+                    False,
+                    elapsed,
+                    f"{settings['url']} answered well after {first_healthy} s, then failed "
+                    f"{failing} times in a row ({attempts} attempts; last: {last_error}). "
+                    "Look at the service's log on this host.",
+                )
+        pause = settings["interval"]
+        if first_healthy is None:
+            pause = min(pause, settings["startup_interval"])
+        if elapsed + pause > settings["deadline"]:
+            return verdict(
+                False,
+                elapsed,
+                f"{settings['url']} was not healthy {settings['successes']} times in a "
                 f"row within {settings['deadline']} s ({attempts} attempts; last: {last_error}). "
                 "Look at the service's log on this host.",
-            }
-        sleep(settings["interval"])
+            )
+        sleep(pause)

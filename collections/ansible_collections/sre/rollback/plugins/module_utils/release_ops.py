@@ -456,7 +456,14 @@ def do_switch(
 
 
 def no_health() -> dict[str, Any]:
-    return {"healthy": None, "attempts": 0, "elapsed": None, "last_status": 0, "last_error": ""}
+    return {
+        "healthy": None,
+        "attempts": 0,
+        "elapsed": None,
+        "first_healthy": None,
+        "last_status": 0,
+        "last_error": "",
+    }
 
 
 def do_rollout(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,9 @@ description:
   - Polls I(url) from the managed host (so the check sees what the host sees, behind any
     load balancer) until it has answered I(status) I(successes) times in a row, or fails
     when I(deadline) seconds pass first. One module call, however many attempts.
+  - Polls every I(startup_interval) seconds until the first healthy answer, then every
+    I(interval) seconds; once it has answered well, I(failures) failed answers in a row fail
+    the check without waiting for the deadline.
   - Optionally checks that a key of the JSON body has an expected value (for example the
     version the host should now run).
 author:
@@ -38,9 +41,23 @@ options:
     type: int
     default: 3
   interval:
-    description: Seconds between attempts.
+    description: Seconds between attempts once the URL has answered well.
     type: float
     default: 0.5
+  startup_interval:
+    description:
+      - Seconds between attempts until the first healthy answer (the service is still
+        starting), so that a service up in 0.2 s is seen then, not at the next
+        I(interval). The successes that confirm it are I(interval) apart.
+    type: float
+    default: 0.1
+  failures:
+    description:
+      - Once the URL has answered well, this many failed answers in a row fail the gate
+        at once instead of at I(deadline) (the runbook's trigger is more than 3
+        consecutive failures). C(0) waits for the deadline.
+    type: int
+    default: 4
   timeout:
     description: Seconds one request may take.
     type: float
@@ -82,6 +99,10 @@ elapsed:
   description: Seconds spent.
   returned: always
   type: float
+first_healthy:
+  description: Seconds until the first healthy answer (how long the service took to come up); null when there was none.
+  returned: always
+  type: float
 last_status:
   description: Status of the last answer (0 when the connection failed).
   returned: always
@@ -121,6 +142,7 @@ def main() -> None:
             healthy=None,
             attempts=0,
             elapsed=0.0,
+            first_healthy=None,
             last_status=0,
             last_error="",
             msg="check mode: health check not run",

@@ -197,7 +197,7 @@ health:
   description: The health gate's result (healthy is null when no gate ran).
   returned: when state=rolled_out
   type: dict
-  sample: {healthy: true, attempts: 4, elapsed: 1.62, last_status: 200, last_error: ""}
+  sample: {healthy: true, attempts: 4, elapsed: 1.22, first_healthy: 0.2, last_status: 200, last_error: ""}
 reverted:
   description: Whether the host was switched back to the release it had.
   returned: when state=rolled_out
