@@ -450,7 +450,8 @@ def test_level3_playbook_rolls_out_in_one_call_and_records_every_phase(
     assert current_tag(app) == GOOD and not locked(app)
     host = record["hosts"]["localhost"]
     assert {"plan", "switch", "restart", "health", "unlock", "record"} <= set(host["phases"])
-    assert "preflight" in host["phases"], "the role's argument check is its preflight"
+    # Inputs checked and host inspected in one task, then decide and refuse (run once).
+    assert "preflight" not in host["phases"] and host["phases"]["plan"]["tasks"] == 3
     assert not {"play", "sre.rollback.release"} & set(host["phases"]), host["phases"]
     assert host["phases"]["restart"]["changed"] and host["phases"]["health"]["status"] == "ok"
     result = host["result"]

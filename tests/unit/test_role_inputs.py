@@ -48,6 +48,7 @@ def run_playbook(playbook: Path, *extra: str) -> tuple[int, list[dict[str, Any]]
         SRE_ROLLBACK_RECORD_DIR=str(playbook.parent / "runs"),
     )
     command = [str(VENV_BIN / "ansible-playbook"), "-v", "-i", "localhost,", "-c", "local"]
+    command += ["-e", "ansible_python_interpreter=/usr/bin/python3"]
     proc = subprocess.run(
         [*command, str(playbook), *extra],
         cwd=REPO,
@@ -61,13 +62,21 @@ def run_playbook(playbook: Path, *extra: str) -> tuple[int, list[dict[str, Any]]
         if line.startswith("TASK ["):
             name = line[len("TASK [") : line.rindex("]")]
             tasks.append({"name": name.split(" : ", 1)[-1]})
-        elif line.startswith(("ok: [localhost] => {", "fatal: [localhost]: FAILED! => {")):
+        elif line.startswith(
+            (
+                "ok: [localhost] => {",
+                "changed: [localhost] => {",
+                "fatal: [localhost]: FAILED! => {",
+            )
+        ):
             status = "failed" if line.startswith("fatal") else "ok"
             tasks[-1].update(json.loads(line[line.index("{") :]), status=status)
     return proc.returncode, tasks
 
 
-def play(tmp_path: Path, role_line: str, *extra: str) -> tuple[int, list[dict[str, Any]]]:
+def play(
+    tmp_path: Path, role_line: str, *extra: str, tasks: str = TASKS
+) -> tuple[int, list[dict[str, Any]]]:
     """Run a one-play playbook that imports the test's role; exit status and tasks."""
     role = tmp_path / "roles" / "demo"
     (role / "meta").mkdir(parents=True, exist_ok=True)
@@ -75,7 +84,7 @@ def play(tmp_path: Path, role_line: str, *extra: str) -> tuple[int, list[dict[st
     (role / "defaults").mkdir(parents=True, exist_ok=True)
     (role / "meta" / "argument_specs.yml").write_text(SPEC)
     (role / "defaults" / "main.yml").write_text("demo_keep: 3\ndemo_mode: fast\n")
-    (role / "tasks" / "main.yml").write_text(TASKS)
+    (role / "tasks" / "main.yml").write_text(tasks)
     (role / "tasks" / "other.yml").write_text(TASKS.replace("    what: demo\n", ""))
     playbook = tmp_path / "play.yml"
     playbook.write_text(
@@ -139,10 +148,69 @@ def test_the_release_role_refuses_bad_inputs_in_its_first_task(tmp_path: Path) -
         playbook, "-e", "release_app_root=opt/app", "-e", "release_keep=0", "-e", "release_repo=/r"
     )
     assert status != 0
-    assert [t["name"] for t in tasks] == ["Check the release inputs"]
+    assert [t["name"] for t in tasks] == [
+        "Check the release inputs, then inspect the releases, the lock and the repository tags "
+        "on each host"
+    ]
+    assert "current" not in tasks[0], "the inspection did not run"
     assert tasks[0]["msg"] == (
         "Bad release inputs: missing required arguments: release_service_name. "
         "Set release_health_url, or release_health_check=false to roll out without a health "
         "gate. release_keep and release_health_successes must be at least 1. "
         "release_app_root must be an absolute path. Nothing was changed."
     )
+
+
+THEN = """
+- name: Check the demo inputs, then write the marker
+  sre.rollback.role_inputs:
+    what: demo
+    problems: "{{ [] if demo_keep | int >= 1 else ['demo_keep must be at least 1.'] }}"
+    then:
+      ansible.builtin.command:
+        cmd: "touch {{ demo_root }}/marker"
+        creates: "{{ demo_root }}/marker"
+  register: checked
+- name: After the check
+  ansible.builtin.debug:
+    msg: "{{ checked.inputs }}"
+"""
+
+
+def test_then_runs_the_action_in_the_same_task_once_the_inputs_are_good(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    status, tasks = play(tmp_path, MAIN, "-e", f"demo_root={root}", tasks=THEN)
+    assert status == 0, tasks
+    assert [t["name"] for t in tasks] == [
+        "Check the demo inputs, then write the marker",
+        "After the check",
+    ]
+    assert (root / "marker").exists(), "the command ran on the host"
+    assert tasks[0]["changed"] is True and tasks[0]["cmd"] == ["touch", f"{root}/marker"]
+    assert tasks[1]["msg"] == "The demo inputs are valid (argument spec 'main', own checks)."
+    # The action's own idempotence and check mode hold: creates= skips it the second time.
+    status, tasks = play(tmp_path, MAIN, "-e", f"demo_root={root}", tasks=THEN)
+    assert status == 0 and tasks[0]["changed"] is False
+
+
+def test_then_does_not_run_when_the_inputs_are_bad(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    root.mkdir()
+    status, tasks = play(tmp_path, MAIN, "-e", f"demo_root={root}", "-e", "demo_keep=0", tasks=THEN)
+    assert status != 0
+    assert tasks[0]["msg"] == "Bad demo inputs: demo_keep must be at least 1. Nothing was changed."
+    assert not (root / "marker").exists(), "the host was not touched"
+    records = list((tmp_path / "runs").glob("2*.json"))
+    assert records, "the run record was written"
+    host = json.loads(records[0].read_text())["hosts"]["localhost"]
+    assert host["failed_phase"] == "preflight", "a refusal on the inputs is the preflight"
+
+
+def test_then_takes_exactly_one_action(tmp_path: Path) -> None:
+    bad = THEN.replace(
+        "      ansible.builtin.command:", "      ansible.builtin.command: {}\n      other:"
+    )
+    status, tasks = play(tmp_path, MAIN, "-e", f"demo_root={tmp_path}", tasks=bad)
+    assert status != 0
+    assert tasks[0]["msg"].startswith("then takes one action and its options")

@@ -247,7 +247,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             entry: dict[str, Any] = {
                 "host": host,
                 "task": task.get_name(),
-                "phase": phase_of(task),
+                "phase": "preflight" if refused_inputs(task, res, status) else phase_of(task),
                 "status": status,
                 "changed": bool(res.get("changed")),
                 "duration": round(time.monotonic() - began, 3) if began else None,
@@ -532,6 +532,12 @@ def short_action(task: Any) -> str:
 def is_loader(task: Any) -> bool:
     """An include of a role or tasks file: it runs nothing on the host itself."""
     return short_action(task) in LOADERS
+
+
+def refused_inputs(task: Any, res: Mapping[str, Any], status: str) -> bool:
+    """A role_inputs task that failed on the inputs (with ``then``, it is tagged with the
+    phase of the action it runs, which then never ran): that is the preflight."""
+    return status in FAILED and short_action(task) == "role_inputs" and "argument_errors" in res
 
 
 def phase_of(task: Any) -> str:

@@ -46,6 +46,14 @@ options:
   what:
     description: Names the inputs in the message (C(Bad <what> inputs:)). Default the role's name.
     type: str
+  then:
+    description:
+      - One action or module and its options, run in the same task once the inputs are good
+        (same host, connection, check mode and environment); the task's result is then that
+        action's, with I(inputs) added. Bad inputs fail the task before it runs, so the host
+        is not contacted. Saves a task per host where a role's first task follows its check
+        (the release plan's inspection).
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -55,17 +63,29 @@ EXAMPLES = r"""
     problems: >-
       {{ ([] if release_app_root is abs else ['release_app_root must be an absolute path.'])
          + ([] if release_keep | int >= 1 else ['release_keep must be at least 1.']) }}
+
+- name: Check the release inputs, then inspect the releases on each host
+  sre.rollback.role_inputs:
+    what: release
+    then:
+      sre.rollback.release:
+        app_root: "{{ release_app_root }}"
+  register: releases
 """
 
 RETURN = r"""
 argument_errors:
   description: What the argument spec found wrong.
-  returned: always
+  returned: without then, or when the inputs are bad
   type: list
   elements: str
 problems:
   description: The role's own problems, as given.
-  returned: always
+  returned: without then, or when the inputs are bad
   type: list
   elements: str
+inputs:
+  description: With I(then), the inputs' verdict; the rest of the result is the action's.
+  returned: when then ran
+  type: str
 """
