@@ -161,6 +161,25 @@ def test_the_release_role_refuses_bad_inputs_in_its_first_task(tmp_path: Path) -
     )
 
 
+def test_the_release_plan_reports_missing_required_inputs_before_anything(tmp_path: Path) -> None:
+    # The inspection's options are templated before the check runs: a missing required input
+    # must still be reported by the check, with every other problem, not as a template error.
+    playbook = tmp_path / "release.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n"
+        "        name: sre.rollback.release\n        tasks_from: plan\n"
+        "        rolespec_validate: false\n"
+    )
+    status, tasks = run_playbook(playbook, "-e", "release_health_check=false")
+    assert status != 0
+    assert tasks[0]["msg"] == (
+        "Bad release inputs: missing required arguments: release_app_root, release_repo, "
+        "release_service_name. Nothing was changed."
+    )
+    assert "current" not in tasks[0], "the inspection did not run"
+
+
 THEN = """
 - name: Check the demo inputs, then write the marker
   sre.rollback.role_inputs:
