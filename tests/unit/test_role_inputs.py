@@ -180,6 +180,25 @@ def test_the_release_plan_reports_missing_required_inputs_before_anything(tmp_pa
     assert "current" not in tasks[0], "the inspection did not run"
 
 
+def test_the_config_plan_reports_bad_inputs_before_anything(tmp_path: Path) -> None:
+    playbook = tmp_path / "config.yml"
+    playbook.write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.import_role:\n"
+        "        name: sre.rollback.config\n        tasks_from: plan\n"
+        "        rolespec_validate: false\n"
+    )
+    status, tasks = run_playbook(playbook, "-e", "config_action=bogus", "-e", "config_keep=1")
+    assert status != 0
+    checked = tasks[-1]
+    assert checked["name"] == "Check the config inputs"
+    assert checked["msg"].startswith("Bad config inputs: missing required arguments: config_dir")
+    assert "value of config_action must be one of" in checked["msg"]
+    assert "config_keep must be at least 2" in checked["msg"]
+    assert checked["msg"].endswith("Nothing was changed.")
+    assert [t["name"] for t in tasks] == ["Check the config inputs"], "nothing ran after it"
+
+
 THEN = """
 - name: Check the demo inputs, then write the marker
   sre.rollback.role_inputs:
