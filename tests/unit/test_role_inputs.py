@@ -136,14 +136,20 @@ def test_the_entry_point_is_the_one_ansible_would_validate(tmp_path: Path) -> No
     )
 
 
-def test_the_release_role_refuses_bad_inputs_in_its_first_task(tmp_path: Path) -> None:
-    playbook = tmp_path / "release.yml"
+def plan_playbook(tmp_path: Path, role: str) -> Path:
+    """A playbook that runs the collection role's plan entry point, as the levels import it."""
+    playbook = tmp_path / f"{role}.yml"
     playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.import_role:\n"
-        "        name: sre.rollback.release\n        tasks_from: plan\n"
+        f"        name: sre.rollback.{role}\n        tasks_from: plan\n"
         "        rolespec_validate: false\n"
     )
+    return playbook
+
+
+def test_the_release_role_refuses_bad_inputs_in_its_first_task(tmp_path: Path) -> None:
+    playbook = plan_playbook(tmp_path, "release")
     status, tasks = run_playbook(
         playbook, "-e", "release_app_root=opt/app", "-e", "release_keep=0", "-e", "release_repo=/r"
     )
@@ -164,13 +170,7 @@ def test_the_release_role_refuses_bad_inputs_in_its_first_task(tmp_path: Path) -
 def test_the_release_plan_reports_missing_required_inputs_before_anything(tmp_path: Path) -> None:
     # The inspection's options are templated before the check runs: a missing required input
     # must still be reported by the check, with every other problem, not as a template error.
-    playbook = tmp_path / "release.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.import_role:\n"
-        "        name: sre.rollback.release\n        tasks_from: plan\n"
-        "        rolespec_validate: false\n"
-    )
+    playbook = plan_playbook(tmp_path, "release")
     status, tasks = run_playbook(playbook, "-e", "release_health_check=false")
     assert status != 0
     assert tasks[0]["msg"] == (
@@ -181,13 +181,7 @@ def test_the_release_plan_reports_missing_required_inputs_before_anything(tmp_pa
 
 
 def test_the_config_plan_reports_bad_inputs_before_anything(tmp_path: Path) -> None:
-    playbook = tmp_path / "config.yml"
-    playbook.write_text(
-        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-        "    - ansible.builtin.import_role:\n"
-        "        name: sre.rollback.config\n        tasks_from: plan\n"
-        "        rolespec_validate: false\n"
-    )
+    playbook = plan_playbook(tmp_path, "config")
     status, tasks = run_playbook(playbook, "-e", "config_action=bogus", "-e", "config_keep=1")
     assert status != 0
     checked = tasks[-1]
