@@ -184,13 +184,12 @@ def test_the_config_plan_reports_bad_inputs_before_anything(tmp_path: Path) -> N
     playbook = plan_playbook(tmp_path, "config")
     status, tasks = run_playbook(playbook, "-e", "config_action=bogus", "-e", "config_keep=1")
     assert status != 0
-    checked = tasks[-1]
-    assert checked["name"] == "Check the config inputs"
+    assert [t["name"] for t in tasks] == ["Check the config inputs"], "nothing ran after it"
+    checked = tasks[0]
     assert checked["msg"].startswith("Bad config inputs: missing required arguments: config_dir")
     assert "value of config_action must be one of" in checked["msg"]
     assert "config_keep must be at least 2" in checked["msg"]
     assert checked["msg"].endswith("Nothing was changed.")
-    assert [t["name"] for t in tasks] == ["Check the config inputs"], "nothing ran after it"
 
 
 THEN = """

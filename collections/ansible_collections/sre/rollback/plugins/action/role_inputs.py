@@ -102,15 +102,16 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         then = self._task.args.get("then")
         if then is None:
             return result
-        action = next(iter(then.items()), None) if isinstance(then, dict) else None
-        if action is None or len(then) != 1 or not isinstance(action[1], dict):
+        actions = list(then.items()) if isinstance(then, dict) else []
+        if len(actions) != 1 or not isinstance(actions[0][1], dict):
             result.update(
                 failed=True,
                 msg="then takes one action and its options, e.g. "
                 "then: {sre.rollback.release: {app_root: /opt/app}}. Nothing was changed.",
             )
             return result
-        done = self._then(str(action[0]), dict(action[1]), task_vars)
+        ((name, options),) = actions
+        done = self._then(str(name), dict(options), task_vars)
         done.setdefault("inputs", result["msg"])
         return done
 

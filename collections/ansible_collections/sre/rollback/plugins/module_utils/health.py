@@ -26,15 +26,9 @@ OPTIONS: dict[str, Any] = {
     "json_expect": {"type": "dict", "default": {}},
 }
 
+# The same defaults, for callers that pass a partial gate (every option but the url).
 DEFAULTS: dict[str, Any] = {
-    "status": [200],
-    "successes": 3,
-    "interval": 0.5,
-    "startup_interval": 0.1,
-    "failures": 4,
-    "timeout": 3.0,
-    "deadline": 60.0,
-    "json_expect": {},
+    key: spec["default"] for key, spec in OPTIONS.items() if "default" in spec
 }
 
 
