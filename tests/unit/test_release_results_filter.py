@@ -16,6 +16,7 @@ from ansible.template import Templar, trust_as_template
 
 from ansible_collections.sre.rollback.plugins.filter.releases import (
     FilterModule,
+    release_plan,
     release_results,
 )
 
@@ -356,3 +357,15 @@ def test_no_start_time_gives_no_total(started: Any) -> None:
     else:
         hostvars["h2"]["__release_started"] = started
     assert results(hostvars)["h2"]["timings"]["total"] is None
+
+
+def test_the_plan_sorts_the_hosts_by_how_they_roll_out() -> None:
+    # role_inputs returns values.step_by_step with each host's inspection; the plan hands
+    # the two lists, in the play's order, to playbooks/release.yml's rollout plays.
+    hostvars = {
+        "h3": host(__release_inspect={"current": BAD, "values": {"step_by_step": True}}),
+        "h1": host(__release_inspect={"current": BAD, "values": {"step_by_step": False}}),
+        "h2": host(__release_inspect={"current": BAD}),
+    }
+    plan = release_plan(hostvars, ["h1", "h2", "h3"])
+    assert plan["rollout"] == {"one_call": ["h1", "h2"], "steps": ["h3"]}

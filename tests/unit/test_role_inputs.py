@@ -245,3 +245,53 @@ def test_then_takes_exactly_one_action(tmp_path: Path) -> None:
     status, tasks = play(tmp_path, MAIN, "-e", f"demo_root={tmp_path}", tasks=bad)
     assert status != 0
     assert tasks[0]["msg"].startswith("then takes one action and its options")
+
+
+VALUES = """
+- name: Check the demo inputs and work out the mode
+  sre.rollback.role_inputs:
+    what: demo
+    problems: "{{ [] if demo_keep | int >= 1 else ['demo_keep must be at least 1.'] }}"
+    values:
+      slow: "{{ demo_mode == 'slow' }}"
+      keep: "{{ demo_keep | int }}"
+    then: "{{ {'ansible.builtin.command': {'cmd': 'true'}} if demo_root is abs else omit }}"
+  register: checked
+- name: After the check
+  ansible.builtin.debug:
+    msg: "{{ checked['values'] }}"
+"""
+
+
+def test_values_come_back_templated_with_and_without_then(tmp_path: Path) -> None:
+    # With then (an absolute demo_root): the action's result carries them.
+    status, tasks = play(
+        tmp_path, MAIN, "-e", "demo_root=/srv/x", "-e", "demo_mode=slow", tasks=VALUES
+    )
+    assert status == 0, tasks
+    assert tasks[0]["rc"] == 0, "then ran the command"
+    assert tasks[0]["values"] == {"slow": True, "keep": 3}
+    assert tasks[1]["msg"] == {"slow": True, "keep": 3}
+    # Without then (a relative demo_root omits it): the check's own result carries them.
+    status, tasks = play(tmp_path, MAIN, "-e", "demo_root=x", tasks=VALUES)
+    assert status == 0 and "rc" not in tasks[0], tasks
+    assert tasks[0]["values"] == {"slow": False, "keep": 3}
+    # Bad inputs: no values, the task fails on its inputs alone.
+    status, tasks = play(
+        tmp_path, MAIN, "-e", "demo_root=/srv/x", "-e", "demo_keep=0", tasks=VALUES
+    )
+    assert status != 0 and "values" not in tasks[0]
+    assert tasks[0]["msg"] == "Bad demo inputs: demo_keep must be at least 1. Nothing was changed."
+
+
+def test_values_must_be_a_mapping(tmp_path: Path) -> None:
+    bad = VALUES.replace(
+        """    values:
+      slow: "{{ demo_mode == 'slow' }}"
+      keep: "{{ demo_keep | int }}"
+""",
+        "    values: [1]\n",
+    )
+    status, tasks = play(tmp_path, MAIN, "-e", "demo_root=/srv/x", tasks=bad)
+    assert status != 0
+    assert tasks[0]["msg"] == "values must be a mapping of names to values."

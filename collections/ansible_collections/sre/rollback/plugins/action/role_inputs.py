@@ -11,7 +11,9 @@ task does both, with the same validator and the role's own spec file; the playbo
 use it import the role with ``rolespec_validate: false``. With ``then`` it also runs the
 role's first action on the host in the same task once the inputs are good (the release
 plan's inspection: one task per host less, ~1.5 s on 50 hosts), as Ansible's own ``template``
-action runs ``copy``.
+action runs ``copy``. With ``values`` it returns what the role worked out on each host with
+its inputs (how the release rolls out), for the tasks that run once for all hosts to read
+from ``hostvars``: a ``set_fact`` per host would cost another task per host.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ for _name in THEN_ACTIONS:
 class ActionModule(ActionBase):  # type: ignore[misc]
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("entry_point", "problems", "then", "what"))
+    _VALID_ARGS = frozenset(("entry_point", "problems", "then", "values", "what"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = super().run(tmp, task_vars)
@@ -73,6 +75,10 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         problems = self._task.args.get("problems") or []
         if not isinstance(problems, list):
             result.update(failed=True, msg="problems must be a list of messages.")
+            return result
+        values = self._task.args.get("values") or {}
+        if not isinstance(values, dict):
+            result.update(failed=True, msg="values must be a mapping of names to values.")
             return result
         what = self._task.args.get("what") or role.get_name(include_role_fqcn=False)
         spec = self._entry_spec(role.get_role_path(), entry)
@@ -99,6 +105,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             result.update(failed=True, msg=f"Bad {what} inputs: {said} Nothing was changed.")
             return result
         result["msg"] = f"The {what} inputs are valid (argument spec '{entry}', own checks)."
+        if values:
+            result["values"] = values
         then = self._task.args.get("then")
         if then is None:
             return result
@@ -113,6 +121,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         ((name, options),) = actions
         done = self._then(str(name), dict(options), task_vars)
         done.setdefault("inputs", result["msg"])
+        if values:
+            done.setdefault("values", values)
         return done
 
     def _then(

@@ -23,9 +23,14 @@ def release_plan(
     pattern: str = DEFAULT_STABLE_PATTERN,
     named: str | None = None,
 ) -> dict[str, Any]:
-    """The target release for the hosts, from each host's registered inspection."""
+    """The target release for the hosts, from each host's registered inspection; with
+    ``rollout``, the hosts that roll out in one module call and those that go step by step
+    (the inspection's ``values.step_by_step``, worked out on each host by role_inputs)."""
     inspections = {h: hostvars[h].get(result_var) or {} for h in hosts}
-    return plan_target(inspections, pattern, named or None)
+    plan = plan_target(inspections, pattern, named or None)
+    steps = [h for h in hosts if _mapping(inspections[h].get("values")).get("step_by_step")]
+    plan["rollout"] = {ONE_CALL: [h for h in hosts if h not in steps], STEPS: steps}
+    return plan
 
 
 def release_locks(

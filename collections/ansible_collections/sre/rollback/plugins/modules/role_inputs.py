@@ -54,6 +54,14 @@ options:
         is not contacted. Saves a task per host where a role's first task follows its check
         (the release plan's inspection).
     type: dict
+  values:
+    description:
+      - Values the role works out on each host from its inputs, returned as I(values) in the
+        result (also with I(then)) when the inputs are good, so that a task that runs once
+        for all hosts can read them from C(hostvars) without a C(set_fact) task per host
+        (the release plan says whether the host rolls out in one call or step by step).
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -70,6 +78,8 @@ EXAMPLES = r"""
     then:
       sre.rollback.release:
         app_root: "{{ release_app_root }}"
+    values:
+      step_by_step: "{{ release_before_switch_tasks | length > 0 }}"
   register: releases
 """
 
@@ -88,4 +98,8 @@ inputs:
   description: With I(then), the inputs' verdict; the rest of the result is the action's.
   returned: when then ran
   type: str
+values:
+  description: I(values), as templated on this host.
+  returned: when values are given and the inputs are good
+  type: dict
 """
