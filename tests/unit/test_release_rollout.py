@@ -604,3 +604,30 @@ def test_a_batch_published_once_gives_every_host_its_record_phase() -> None:
     assert [(c.host, c.phase) for c in changes] == [("h3", "record")]
     assert state.hosts["h3"]["record"].status == "ok"
     assert "record" in state.hosts["h2"] and "h9" not in state.hosts
+
+
+def test_live_progress_gives_a_refusal_on_the_inputs_to_preflight() -> None:
+    """The release plan's first task checks the inputs and then inspects the host (tagged
+    phase_plan); refused on its inputs, the inspection never ran: the host failed its
+    preflight, as the run record says, and no `plan` phase is shown."""
+    from rollbackctl.progress import RunState
+
+    state = RunState()
+    for host in ("h2", "h3"):
+        data = {
+            "host": host,
+            "task_action": "sre.rollback.role_inputs",
+            "task_tags": ["phase_plan"],
+        }
+        state.handle({"event": "runner_on_start", "event_data": data})
+    refused = {"msg": "Bad release inputs: ... Nothing was changed.", "argument_errors": []}
+    data = {"host": "h2", "task_action": "sre.rollback.role_inputs", "task_tags": ["phase_plan"]}
+    changes = state.handle({"event": "runner_on_failed", "event_data": {**data, "res": refused}})
+    assert [(c.host, c.phase, c.state.status) for c in changes] == [("h2", "preflight", "failed")]
+    assert "plan" not in state.hosts["h2"] and state.hosts["h2"]["preflight"].msg
+    assert "plan" in state.phases, "h3 is still in its plan"
+    # A role_inputs task that fails in the action `then` ran is that action's phase.
+    inspected = {"msg": "app_root /x does not exist"}
+    data = {"host": "h3", "task_action": "sre.rollback.role_inputs", "task_tags": ["phase_plan"]}
+    changes = state.handle({"event": "runner_on_failed", "event_data": {**data, "res": inspected}})
+    assert [(c.host, c.phase) for c in changes] == [("h3", "plan")]

@@ -44,6 +44,11 @@ def _action(data: Mapping[str, Any]) -> str:
     return str(data.get("task_action") or "").rsplit(".", 1)[-1]
 
 
+def _refused_inputs(data: Mapping[str, Any]) -> bool:
+    """sre.rollback.role_inputs failed on the inputs (as run_record.refused_inputs)."""
+    return _action(data) == "role_inputs" and "argument_errors" in (data.get("res") or {})
+
+
 DONE_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -229,6 +234,8 @@ class RunState:
         steps = _steps(data)
         if steps and status != "skipped":
             return self._steps_done(host, steps, status, data)
+        if status in BAD and _refused_inputs(data):
+            self._move_to_preflight(host)
         phase = self.current.get(host) or self._phase(data)
         state = self.hosts.setdefault(host, {}).setdefault(phase, PhaseState())
         if phase not in self.phases:
@@ -263,6 +270,21 @@ class RunState:
         if state.status not in BAD:
             state.status = "changed" if "changed" in (status, state.status) else "running"
         return published
+
+    def _move_to_preflight(self, host: str) -> None:
+        """A refusal on the inputs: the phase the task was tagged with (that of the action
+        ``then`` would have run) never started; the host failed its preflight, as the run
+        record says."""
+        phases = self.hosts.setdefault(host, {})
+        opened = self.current.get(host)
+        if opened and opened != "preflight" and opened in phases and phases[opened].tasks == 0:
+            del phases[opened]
+            if not any(opened in other for other in self.hosts.values()):
+                self.phases.remove(opened)
+        phases.setdefault("preflight", PhaseState())
+        if "preflight" not in self.phases:
+            self.phases.append("preflight")
+        self.current[host] = "preflight"
 
     def _steps_done(
         self,
