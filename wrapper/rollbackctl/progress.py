@@ -279,7 +279,7 @@ class RunState:
         opened = self.current.get(host)
         if opened and opened != "preflight" and opened in phases and phases[opened].tasks == 0:
             del phases[opened]
-            if not any(opened in other for other in self.hosts.values()):
+            if opened in self.phases and not any(opened in o for o in self.hosts.values()):
                 self.phases.remove(opened)
         phases.setdefault("preflight", PhaseState())
         if "preflight" not in self.phases:
