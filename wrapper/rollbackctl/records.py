@@ -7,7 +7,6 @@ after a cancel) and recomputes the derived sections with the same module_utils c
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -21,6 +20,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     iso,
     utcnow,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
 from rollbackctl.progress import RunState
 from rollbackctl.project import private_dir
 
@@ -128,7 +128,7 @@ def fallback(
         "playbook": playbook.name,
         "level": level,
         "level_name": LEVEL_NAMES.get(level) if level else None,
-        "who": getpass.getuser(),
+        "who": run_identity.real_user(),
         "controller": socket.gethostname(),
         "started": now,
         "finished": now,

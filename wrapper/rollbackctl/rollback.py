@@ -7,9 +7,7 @@ level range (rollbackctl.emergency).
 
 from __future__ import annotations
 
-import getpass
 import json
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,6 +29,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     policy_snapshot,
     utcnow,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
 from rollbackctl import records
 from rollbackctl.messages import (
     MessageContext,
@@ -140,7 +139,7 @@ TARGET_VARIABLES = {
 
 
 def new_run_id(level: int) -> str:
-    return f"{utcnow():%Y%m%dT%H%M%SZ}-l{level}-{secrets.token_hex(3)}"
+    return run_identity.new_run_id(f"l{level}")
 
 
 def parse_extra_vars(values: tuple[str, ...] | list[str]) -> dict[str, Any]:
@@ -261,7 +260,7 @@ def extravars(prepared: Prepared) -> dict[str, Any]:
         "rollback_users_affected": options.users_affected,
         "rollback_services": list(options.services) or None,
         "rollback_decision": options.decision,
-        "rollback_user": getpass.getuser(),
+        "rollback_user": run_identity.real_user(),
         "rollback_target": options.target,
         "rollback_hosts": options.hosts,
         **prepared.times,
@@ -386,7 +385,7 @@ def context_for(prepared: Prepared) -> MessageContext:
         impact=options.impact or _impact_text(options.users_affected),
         severity=options.severity,
         environment=prepared.environment,
-        lead=options.lead or prepared.policy.communication.lead or getpass.getuser(),
+        lead=options.lead or prepared.policy.communication.lead or run_identity.real_user(),
     )
 
 

@@ -19,6 +19,9 @@ description:
     downtime, users affected, data loss, revenue impact), each policy service's RTO/RPO
     against them, and the runbook's pre/during/post checklists filled from what happened
     (module_utils C(run_metrics), shared with the C(rollbackctl) wrapper).
+  - The run id is C(rollback_run_id) when given, else a new unique one (UTC time and 48
+    random bits, plugin_utils C(run_identity)); every play gets it as the variable
+    C(sre_rollback_run_id), so the roles lock and record under the same id.
   - Operator facts come from extra vars, all optional
     C(rollback_run_id), C(rollback_reason), C(rollback_incident), C(rollback_level),
     C(rollback_incident_started_at), C(rollback_detected_at), C(rollback_decided_at)
@@ -49,7 +52,6 @@ options:
         key: record_dir
 """
 
-import getpass
 import json
 import os
 import re
@@ -80,6 +82,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     parse_time,
     policy_snapshot,
     utcnow,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import (
+    PLAY_VAR,
+    new_run_id,
+    real_user,
 )
 
 LEVEL_RE = re.compile(r"rollback-l([1-5])\.ya?ml$")
@@ -148,7 +155,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             "schema": SCHEMA,
             "playbook": name,
             "level": int(level.group(1)) if level else None,
-            "who": getpass.getuser(),
+            "who": real_user(),
             "controller": socket.gethostname(),
             "started": now(),
             "status": "running",
@@ -160,6 +167,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
 
     def v2_playbook_on_play_start(self, play: Any) -> None:
         with self.lock:
+            if self.record.get("run_id"):
+                # Every play's roles name the run as the record does (extra vars win over
+                # play vars, and the roles take rollback_run_id first when it is given).
+                play.vars[PLAY_VAR] = self.record["run_id"]
             if not self.record or self.identified:
                 return  # the first play has filled in the run's identity
             self.identified = True
@@ -168,6 +179,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             self.redactor.add(secret_values(self.extra))
             inventory = getattr(manager, "_inventory", None)
             self.record.update(self._identity(play, inventory))
+            play.vars[PLAY_VAR] = self.record["run_id"]
             self.record["policy"] = self._policy(inventory)
             self.write()
 
@@ -180,15 +192,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             level = self.record.get("level")
         sources = getattr(inventory, "_sources", None) if inventory else None
         return {
-            "run_id": self.record.get("run_id") or extra.get("rollback_run_id") or None,
+            "run_id": str(extra.get("rollback_run_id") or "").strip() or new_run_id(),
             "level": level,
             "level_name": LEVEL_NAMES.get(level) if level else None,
             "reason": extra.get("rollback_reason"),
             "incident": extra.get("rollback_incident"),
-            "who": extra.get("rollback_user")
-            or extra.get("awx_user_name")
-            or extra.get("tower_user_name")
-            or self.record["who"],
+            "who": real_user(extra),
             "check_mode": bool(play.check_mode),
             "inventory": [str(source) for source in sources or []],
             "limit": _limit(),
@@ -267,9 +276,6 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 # release_results) did that phase for every host it names.
                 for other in sorted(published_hosts(res, self.record["hosts"]) - {host}):
                     self._host_phase(other, {**entry, "host": other}, began_at)
-            facts = res.get("ansible_facts") or {}
-            if facts.get("__release_run_id") and not self.record.get("run_id"):
-                self.record["run_id"] = facts["__release_run_id"]
             if time.monotonic() - self.last_write >= WRITE_INTERVAL:
                 self.write()
 
@@ -371,8 +377,6 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
                 host_rec.setdefault("result", {})
                 host_rec["result"] = {**summary, **host_rec["result"]}
-                if summary.get("run_id") and not self.record.get("run_id"):
-                    self.record["run_id"] = summary["run_id"]
 
     def _final_status(self, stats: Any) -> str:
         hosts = self.record["hosts"].values()
@@ -436,9 +440,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             if not self.record:
                 return
             if not self.record.get("run_id"):
-                self.record["run_id"] = (
-                    time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
-                )
+                self.record["run_id"] = new_run_id()
             finalize(self.record)
             directory = self.get_option("record_dir")
             os.makedirs(directory, mode=0o700, exist_ok=True)

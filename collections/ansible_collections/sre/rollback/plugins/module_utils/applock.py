@@ -3,7 +3,9 @@
 
 The lock is a file created with O_EXCL that records its owner (user, controller host,
 pid, run id, time). A second run fails fast naming the owner; a stale lock is broken only
-when asked explicitly; the owner's own run may take it again (re-entrant per run id).
+when asked explicitly; the owner's own run may take it again: re-entrant for the same run id
+from the same controller process only, so two runs that were given the same run id (an AWX
+relaunch with the same extra vars, a copied command line) still exclude each other.
 """
 
 from __future__ import annotations
@@ -31,6 +33,30 @@ def read_owner(app_root: str) -> dict[str, Any] | None:
     return owner if isinstance(owner, dict) else {"run_id": "?", "damaged": True}
 
 
+def owner(run_id: str, user: str | None, controller: str | None, action: str) -> dict[str, Any]:
+    """The owner record written into the lock; ``controller`` is ``host:pid`` of the
+    ansible-playbook process that runs the level (plugin_utils/run_identity.py)."""
+    host, _, pid = (controller or "?").partition(":")
+    return {
+        "run_id": run_id,
+        "user": user or "?",
+        "host": host,
+        "pid": pid or "?",
+        "action": action,
+    }
+
+
+def same_run(held: dict[str, Any], owner: dict[str, Any]) -> bool:
+    """Whether the lock is held by this very run: the same run id and, where both know it,
+    the same controller process."""
+    if held.get("run_id") != owner.get("run_id"):
+        return False
+    known = [o for o in (held, owner) if o.get("pid") not in (None, "", "?")]
+    if len(known) < 2:
+        return True
+    return (held.get("host"), str(held.get("pid"))) == (owner.get("host"), str(owner.get("pid")))
+
+
 def describe(owner: dict[str, Any]) -> str:
     age = ""
     if isinstance(owner.get("epoch"), (int, float)):
@@ -54,8 +80,19 @@ def acquire(app_root: str, owner: dict[str, Any], break_stale: bool = False) -> 
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             held = read_owner(app_root) or {}
-            if held.get("run_id") == owner.get("run_id"):
+            if same_run(held, owner):
                 return {"acquired": True, "changed": False, "owner": held, "broken": None}
+            if held.get("run_id") == owner.get("run_id") and not break_stale:
+                return {
+                    "acquired": False,
+                    "changed": False,
+                    "owner": held,
+                    "broken": None,
+                    "msg": f"{app_root} is locked by {describe(held)}: another process runs "
+                    f"with the same run id ({owner.get('host', '?')}, pid "
+                    f"{owner.get('pid', '?')} here). Every run needs a run id of its own: "
+                    "leave rollback_run_id unset (one is made per run) or give a new one.",
+                }
             if not break_stale:
                 return {
                     "acquired": False,

@@ -21,7 +21,6 @@ from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
     LOCK_OPTIONS,
     ChangeError,
     CheckMode,
-    lock_owner,
     refuse_if_locked,
     take_lock,
     utc_now,
@@ -242,7 +241,7 @@ def do_change(
         return result
 
     event = p["event"] or DEFAULT_EVENT[p["state"]]
-    owner = lock_owner(p["run_id"] or "", p["user"], p["controller"], f"config {event}")
+    owner = applock.owner(p["run_id"] or "", p["user"], p["controller"], f"config {event}")
     take_lock(p["lock_root"], p["run_id"], owner, p["break_lock"])
     try:
         started = time.monotonic()

@@ -38,7 +38,6 @@ from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
     ChangeError,
     CheckMode,
     append_jsonl,
-    lock_owner,
     refuse_if_locked,
     take_lock,
     utc_now,
@@ -281,7 +280,7 @@ def run(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
         verify_where_evaluated(p, result)
         return result
 
-    owner = lock_owner(p["run_id"] or "", p["user"], p["controller"], "feature_flag")
+    owner = applock.owner(p["run_id"] or "", p["user"], p["controller"], "feature_flag")
     took = take_lock(p["lock_root"], p["run_id"], owner, p["break_lock"])
     try:
         started = time.monotonic()

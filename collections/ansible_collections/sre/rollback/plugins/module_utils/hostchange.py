@@ -50,20 +50,6 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def lock_owner(
-    run_id: str, user: str | None, controller: str | None, action: str
-) -> dict[str, Any]:
-    """The owner record written into the application lock (same fields as the release module)."""
-    host, _, pid = (controller or "?").partition(":")
-    return {
-        "run_id": run_id,
-        "user": user or "?",
-        "host": host,
-        "pid": pid or "?",
-        "action": action,
-    }
-
-
 def refuse_if_locked(lock_root: str | None, run_id: str | None, break_stale: bool) -> None:
     """Fail before any change (check mode included) when another run holds the lock."""
     if not lock_root:

@@ -330,18 +330,6 @@ def last_good(states: dict[str, dict[str, Any]], exclude: set[str]) -> str | Non
     return good[-1] if good else None
 
 
-def owner_record(p: dict[str, Any], action: str) -> dict[str, Any]:
-    controller = p.get("controller") or "?"
-    host, _, pid = controller.partition(":")
-    return {
-        "run_id": p["run_id"],
-        "user": p.get("user") or "?",
-        "host": host,
-        "pid": pid or "?",
-        "action": action,
-    }
-
-
 def do_switch(
     module: CheckMode,
     p: dict[str, Any],
@@ -395,7 +383,11 @@ def do_switch(
     # The lock is bookkeeping, not a change of the host: taking it is never "changed".
     if p["run_id"]:
         started = time.monotonic()
-        lock = applock.acquire(app_root, owner_record(p, p["event"]), p["break_lock"])
+        lock = applock.acquire(
+            app_root,
+            applock.owner(p["run_id"], p.get("user"), p.get("controller"), p["event"]),
+            p["break_lock"],
+        )
         timings["lock"] = round(time.monotonic() - started, 3)
         if not lock["acquired"]:
             raise ReleaseError(lock["msg"])

@@ -97,17 +97,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.sre.rollback.plugins.module_utils import applock
 
 
-def owner_record(p: dict[str, Any]) -> dict[str, Any]:
-    host, _, pid = (p.get("controller") or "?").partition(":")
-    return {
-        "run_id": p["run_id"],
-        "user": p.get("user") or "?",
-        "host": host,
-        "pid": pid or "?",
-        "action": p["action"],
-    }
-
-
 def lock(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
     held = applock.read_owner(p["app_root"])
     if module.check_mode:
@@ -118,7 +107,11 @@ def lock(module: AnsibleModule, p: dict[str, Any]) -> dict[str, Any]:
                 lock=held,
             )
         return {"changed": False, "acquired": True, "lock": held, "broken": None}
-    outcome = applock.acquire(p["app_root"], owner_record(p), p["break_lock"])
+    outcome = applock.acquire(
+        p["app_root"],
+        applock.owner(p["run_id"], p.get("user"), p.get("controller"), p["action"]),
+        p["break_lock"],
+    )
     if not outcome["acquired"]:
         module.fail_json(msg=outcome["msg"], lock=outcome["owner"])
     return {
