@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 from typing import Any
@@ -100,32 +101,47 @@ def read_meta(path: str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def file_manifest(root: str, skip: set[str]) -> dict[str, str]:
-    """sha256 of every file (and the target of every link) below root, by relative path."""
+# The build manifest covers every file of the release tree, bytecode included: whatever an
+# interpreter may load from the tree (sources, __pycache__/*.pyc, .pth files, native
+# extensions, scripts) was either written by the build from the verified commit or fails
+# the verification. Nothing is exempted by name, because a directory the check skips is
+# where tampering hides: a .pyc rewritten next to an untouched source runs (a checked-hash
+# pyc is only compared with its source's hash in its own header, which a tamperer copies).
+# So bytecode is written at build time (the demo's ./build compiles every source) and never
+# afterwards: a cache an interpreter writes later (another Python version, a root process
+# importing the code) is "not in the manifest", and the release is rebuilt, not trusted.
+# Relying on "the app must not write bytecode" instead would trust every process that ever
+# runs the code to have PYTHONDONTWRITEBYTECODE set; the demo's unit does set it, and its
+# tree belongs to root, so the service itself can write nothing there.
+MANIFEST_FORMAT = 2  # 1 (unversioned) left __pycache__, .git and the shared links out
+MANIFEST_SKIP = frozenset({META_NAME, MANIFEST_NAME})  # the release's own records
+
+
+def file_manifest(root: str, skip: frozenset[str] = MANIFEST_SKIP) -> dict[str, str]:
+    """By relative path, the sha256 of every regular file below root (with its mode when it
+    has an execute, setuid, setgid or sticky bit), the target of every link ("link:...",
+    not followed) and the type of anything else ("special:...", never opened)."""
     manifest: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
-        dirnames[:] = [
-            d
-            for d in dirnames
-            if os.path.normpath(os.path.join(rel_dir, d)) not in skip
-            and not os.path.islink(os.path.join(dirpath, d))
-        ]
-        names = filenames + [
-            d
-            for d in os.listdir(dirpath)
-            if os.path.islink(os.path.join(dirpath, d)) and d not in filenames
-        ]
-        for name in names:
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        dirnames[:] = [d for d in dirnames if d not in links]
+        for name in filenames + links:
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            if rel in skip or rel == "__pycache__" or "/__pycache__/" in f"/{rel}":
-                continue
-            full = os.path.join(dirpath, name)
-            if os.path.islink(full):
-                manifest[rel] = "link:" + os.readlink(full)
-                continue
-            manifest[rel] = sha256_file(full)
+            if rel not in skip:
+                manifest[rel] = manifest_value(os.path.join(dirpath, name))
     return manifest
+
+
+def manifest_value(path: str) -> str:
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return "link:" + os.readlink(path)
+    if not stat.S_ISREG(info.st_mode):
+        return f"special:{stat.filemode(info.st_mode)[0]}"
+    digest = sha256_file(path)
+    mode = stat.S_IMODE(info.st_mode)
+    return f"{digest} mode {mode:o}" if mode & 0o7111 else digest
 
 
 def sha256_file(path: str) -> str:
@@ -136,11 +152,20 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def manifest_skip(shared_paths: list[str]) -> set[str]:
-    return {META_NAME, MANIFEST_NAME, ".git", *(os.path.normpath(p) for p in shared_paths)}
+def manifest_differences(actual: dict[str, str], recorded: dict[str, str]) -> list[str]:
+    """Each path where the tree and its manifest differ, with how (changed, missing, new)."""
+    differ = []
+    for name in sorted(set(actual) | set(recorded)):
+        if actual.get(name) == recorded.get(name):
+            continue
+        if name in actual and name in recorded:
+            differ.append(f"{name} (changed)")
+        else:
+            differ.append(f"{name} ({'missing' if name in recorded else 'not in the manifest'})")
+    return differ
 
 
-def verify_release(path: str, commit: str | None, shared_paths: list[str], mode: str) -> str | None:
+def verify_release(path: str, commit: str | None, mode: str) -> str | None:
     """None when the release at path is intact, else why it is not."""
     if not os.path.isdir(path):
         return "not on disk"
@@ -151,15 +176,19 @@ def verify_release(path: str, commit: str | None, shared_paths: list[str], mode:
         return f"built from {meta.get('commit')}, not {commit}"
     if mode == "commit":
         return None
+    if meta.get("manifest_format") != MANIFEST_FORMAT:
+        return (
+            f"its build manifest (format {meta.get('manifest_format', 1)}, from an older "
+            "sre.rollback) does not cover every file, bytecode included: not trusted"
+        )
     try:
         with open(os.path.join(path, MANIFEST_NAME), encoding="utf-8") as handle:
             recorded = json.load(handle)
     except (OSError, ValueError):
         return f"{MANIFEST_NAME} missing or unreadable"
-    actual = file_manifest(path, manifest_skip(shared_paths))
-    if actual != recorded:
-        changed = sorted(k for k in set(actual) | set(recorded) if actual.get(k) != recorded.get(k))
-        return f"{len(changed)} file(s) differ from the build manifest: {', '.join(changed[:5])}"
+    differ = manifest_differences(file_manifest(path), recorded)
+    if differ:
+        return f"{len(differ)} file(s) differ from the build manifest: {', '.join(differ[:5])}"
     return None
 
 
@@ -192,9 +221,14 @@ def run(
     return proc.stdout
 
 
+# ls-remote only lists refs (a second on a working server): a server that hangs during an
+# incident costs the plan this long before it falls back on the releases recorded on the hosts.
+LS_REMOTE_TIMEOUT = 15
+
+
 def resolve_tags(repo: str, pattern: str | None) -> dict[str, str]:
     """Tag -> commit (annotated tags peeled), as this host reaches the repository."""
-    out = run(["git", "ls-remote", "--tags", repo], cwd="/", timeout=60)
+    out = run(["git", "ls-remote", "--tags", repo], cwd="/", timeout=LS_REMOTE_TIMEOUT)
     tags: dict[str, str] = {}
     for line in out.splitlines():
         sha, _, ref = line.partition("\t")
@@ -208,9 +242,11 @@ def resolve_tags(repo: str, pattern: str | None) -> dict[str, str]:
     return tags
 
 
-def build_release(p: dict[str, Any], rid: str, timings: dict[str, float]) -> None:
+def build_release(p: dict[str, Any], rid: str, timings: dict[str, float]) -> str | None:
     """Check the tag out into a temporary directory, build it, verify the commit, write the
-    manifest, then move it into place with one rename."""
+    manifest, then move it into place with one rename. A (damaged) copy in its place is
+    moved aside only then, so a build that fails (the repository is unreachable) leaves the
+    host as it was; returns where the copy went, if there was one."""
     if not p["repo"] or not p["tag"]:
         raise ReleaseError(f"release {rid} must be rebuilt but repo and tag are not both given")
     rdir = releases_dir(p["app_root"])
@@ -240,7 +276,7 @@ def build_release(p: dict[str, Any], rid: str, timings: dict[str, float]) -> Non
         shutil.rmtree(os.path.join(tmp, ".git"))
         link_shared(p["app_root"], tmp, p["shared_paths"])
         timings["build"] = round(time.monotonic() - started, 3)
-        manifest = file_manifest(tmp, manifest_skip(p["shared_paths"]))
+        manifest = file_manifest(tmp)
         write_json(os.path.join(tmp, MANIFEST_NAME), manifest)
         write_json(
             os.path.join(tmp, META_NAME),
@@ -249,10 +285,16 @@ def build_release(p: dict[str, Any], rid: str, timings: dict[str, float]) -> Non
                 "tag": p["tag"],
                 "commit": commit,
                 "files": len(manifest),
+                "manifest_format": MANIFEST_FORMAT,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         )
-        os.rename(tmp, os.path.join(rdir, rid))
+        final, aside = os.path.join(rdir, rid), None
+        if os.path.lexists(final):
+            aside = os.path.join(rdir, f".damaged-{rid}-{int(time.time())}")
+            os.rename(final, aside)
+        os.rename(tmp, final)
+        return aside
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -354,7 +396,7 @@ def do_switch(
     rpath = os.path.join(releases_dir(app_root), rid)
 
     started = time.monotonic()
-    damage = verify_release(rpath, p["commit"], p["shared_paths"], p["verify"])
+    damage = verify_release(rpath, p["commit"], p["verify"])
     timings["verify"] = round(time.monotonic() - started, 3)
     path = "fast" if damage is None else "rebuild"
     if damage is None and (before_id == rid or not switch):
@@ -398,11 +440,15 @@ def do_switch(
         return result
 
     if path == "rebuild":
-        if os.path.exists(rpath):
-            aside = os.path.join(releases_dir(app_root), f".damaged-{rid}-{int(time.time())}")
-            os.rename(rpath, aside)
+        try:
+            aside = build_release(p, rid, timings)
+        except ReleaseError as exc:
+            raise ReleaseError(
+                f"release {rid} must be rebuilt on this host ({damage}), but the build failed: "
+                f"{exc}. current was not switched; a copy on disk was left where it was"
+            ) from exc
+        if aside:
             result["damaged_copy"] = aside
-        build_release(p, rid, timings)
     if not switch:
         result["current"] = before
         return result
@@ -598,7 +644,13 @@ def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
         "lock": applock.read_owner(app_root),
     }
     if p["tags_pattern"] is not None and p["repo"]:
-        result["repo_tags"] = resolve_tags(p["repo"], p["tags_pattern"])
+        # An unreachable repository does not fail the host: when the git server is down, a
+        # rollback to releases on disk must still work, so the plan then decides from the
+        # releases recorded on the hosts (releases.plan_target) and says so.
+        try:
+            result["repo_tags"] = resolve_tags(p["repo"], p["tags_pattern"])
+        except ReleaseError as exc:
+            result["repo_error"] = str(exc)
     return result
 
 

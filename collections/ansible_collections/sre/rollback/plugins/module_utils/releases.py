@@ -163,12 +163,28 @@ def plan_target(
 
     Fails (ok=False, msg naming the hosts) when a host cannot resolve the target tag or
     resolves it to another commit than the others: nothing is switched anywhere then.
+
+    A host that could not reach the repository (its inspection has ``repo_error``) vouches
+    for the tag with the commit its release log records for it (the commit the release on
+    its disk was built and verified from); when no host reached the repository, the target
+    is chosen among the tags recorded on the hosts too. Such a host must have the target on
+    disk, as it cannot rebuild it: otherwise the plan refuses, saying what to do. A plan
+    that used the records says so in ``why`` and ``repo_unreachable``, and asks for the
+    full verification of the release's files (``verify``) before the switch.
     """
     if not inspections:
         return {"ok": False, "msg": "no host was inspected: check the inventory and --limit"}
+    unreachable = {
+        host: str(info["repo_error"])
+        for host, info in sorted(inspections.items())
+        if info.get("repo_error")
+    }
+    reached = [info for host, info in inspections.items() if host not in unreachable]
     tags: set[str] = set()
-    for info in inspections.values():
+    for info in reached:
         tags.update((info.get("repo_tags") or {}).keys())
+    if not reached:
+        tags = {tag for info in inspections.values() for tag in _recorded(info)}
     by_release = {
         rid: rel.get("tag")
         for info in inspections.values()
@@ -184,23 +200,41 @@ def plan_target(
     bad = bad_tags([info.get("releases") or {} for info in inspections.values()])
     choice = select_target(sorted(tags), ceiling, bad, pattern, named)
     if not choice["ok"]:
+        if unreachable and not reached:
+            choice["msg"] = (
+                f"{_unreachable_note(unreachable)}, so the target was looked for among the "
+                f"releases recorded on the hosts: {choice['msg']}"
+            )
         return choice
     tag = choice["tag"]
-    commits = {host: (info.get("repo_tags") or {}).get(tag) for host, info in inspections.items()}
+    commits = {
+        host: _recorded(info).get(tag)
+        if host in unreachable
+        else (info.get("repo_tags") or {}).get(tag)
+        for host, info in inspections.items()
+    }
     distinct = {c for c in commits.values() if c}
-    missing = sorted(h for h, c in commits.items() if not c)
+    # A host without the repository and without a record of the tag cannot rebuild it: it
+    # is refused below, with what to do, rather than as a disagreement.
+    missing = sorted(h for h, c in commits.items() if not c and h not in unreachable)
     if missing or len(distinct) != 1:
         majority = (
             max(distinct, key=lambda c: list(commits.values()).count(c)) if distinct else None
         )
         differ = sorted(h for h, c in commits.items() if c != majority)
+        records = (
+            f" ({_unreachable_note(unreachable)}: the commits of {', '.join(unreachable)} "
+            "are the ones their release logs record.)"
+            if unreachable
+            else ""
+        )
         return {
             "ok": False,
             "tag": tag,
             "commits": commits,
             "msg": f"hosts do not agree on tag {tag}: {', '.join(differ)} "
             f"resolve it to {', '.join(sorted({str(commits[h]) for h in differ}))} instead of "
-            f"{majority}. Fix their repository (or mirror) first; nothing was changed.",
+            f"{majority}. Fix their repository (or mirror) first; nothing was changed.{records}",
         }
     commit = distinct.pop()
     rid = release_id(tag, commit)
@@ -215,7 +249,7 @@ def plan_target(
         }
         for host, info in inspections.items()
     }
-    return {
+    plan: dict[str, Any] = {
         "ok": True,
         "tag": tag,
         "commit": commit,
@@ -225,6 +259,64 @@ def plan_target(
         "bad": sorted(bad),
         "hosts": hosts,
     }
+    if not unreachable:
+        return plan
+    stranded = sorted(h for h in unreachable if hosts[h]["path"] == "rebuild")
+    if stranded:
+        on_every_host = _on_disk_everywhere(inspections, bad) - {tag, *current_tags}
+        return {
+            **plan,
+            "ok": False,
+            "repo_unreachable": unreachable,
+            "msg": f"{', '.join(stranded)} would have to rebuild {tag} ({commit[:12]}), which "
+            f"is not on disk there, but {_unreachable_note(unreachable)}. Restore access to "
+            "the repository (or point release_repo at a reachable mirror), or name a release "
+            "that every host has on disk with -e release_target=TAG ("
+            f"{', '.join(sorted(on_every_host, key=version_key, reverse=True)) or 'none'}).",
+        }
+    chosen = "" if reached else "the target was chosen among the releases recorded on the hosts, "
+    plan.update(
+        repo_unreachable=unreachable,
+        verify="full",
+        why=f"{choice['why']}; {_unreachable_note(unreachable)}: {chosen}the commit of {tag} "
+        f"on {'every host' if not reached else ', '.join(unreachable)} is the one recorded "
+        f"in its releases.log ({commit[:12]}), and every host agrees on it; each host "
+        "verifies the release's files against its build manifest before the switch",
+    )
+    return plan
+
+
+def _recorded(info: dict[str, Any]) -> dict[str, str]:
+    """Tag -> commit as a host's release log records them; a tag recorded with several
+    commits (the tag moved) gives them all, joined, so that it never agrees with anything.
+    Releases on disk win over pruned ones."""
+    anywhere: dict[str, set[str]] = {}
+    on_disk: dict[str, set[str]] = {}
+    for rel in (info.get("releases") or {}).values():
+        tag, commit = rel.get("tag"), rel.get("commit")
+        if tag and commit:
+            anywhere.setdefault(tag, set()).add(commit)
+            if rel.get("on_disk"):
+                on_disk.setdefault(tag, set()).add(commit)
+    return {tag: " or ".join(sorted(on_disk.get(tag) or c)) for tag, c in anywhere.items()}
+
+
+def _on_disk_everywhere(inspections: dict[str, dict[str, Any]], bad: set[str]) -> set[str]:
+    """The tags that every host has on disk, bad ones left out."""
+    per_host = [
+        {rel.get("tag") for rel in (info.get("releases") or {}).values() if rel.get("on_disk")}
+        for info in inspections.values()
+    ]
+    return {t for t in set.intersection(*per_host) if t} - bad if per_host else set()
+
+
+def _unreachable_note(unreachable: dict[str, str]) -> str:
+    """The note "the repository was unreachable from h2, h3 (<the first error, shortened>)"."""
+    error = " ".join(next(iter(unreachable.values())).split())
+    return (
+        f"the repository was unreachable from {', '.join(unreachable)} "
+        f"({error[:160]}{'...' if len(error) > 160 else ''})"
+    )
 
 
 def lock_refusals(inspections: dict[str, dict[str, Any]], run_id: str) -> list[str]:

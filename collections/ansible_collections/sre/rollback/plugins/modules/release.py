@@ -18,7 +18,8 @@ description:
     repository's tags as this host sees them.
   - C(state=switched) takes the application lock, makes sure the release is on disk and
     intact (its recorded commit and file manifest match; the fast path), otherwise builds it
-    from the git tag (the rebuild path; a damaged copy is moved aside, never deleted),
+    from the git tag (the rebuild path; a damaged copy is moved aside, never deleted, once
+    the new build is ready: a failed build leaves the host as it was),
     switches C(current) with an atomic rename, records the change in the release log and
     prunes old releases. All of it is one module call, so a rollback costs one task per host.
   - C(state=rolled_out) is the whole rollout of one host in one call, C(state=switched) then
@@ -114,7 +115,11 @@ options:
     type: bool
     default: false
   verify:
-    description: Re-hash every file of an existing release before trusting it (C(full)) or trust its recorded commit (C(commit)).
+    description:
+      - Re-hash every file of an existing release before trusting it (C(full)) or trust its recorded commit (C(commit)).
+      - The build manifest covers every file of the release, bytecode (C(__pycache__)) and
+        file modes with an execute bit included; a file added, removed or changed after the
+        build, or a manifest written before it covered bytecode, fails C(full).
     type: str
     choices: [full, commit]
     default: full
@@ -231,8 +236,14 @@ app_root:
   type: str
 repo_tags:
   description: Tag to commit, as this host's view of the repository resolves them.
-  returned: when state=inspect and tags_pattern is set
+  returned: when state=inspect and tags_pattern is set, and the repository answered
   type: dict
+repo_error:
+  description:
+    - Why C(git ls-remote) failed (the repository is unreachable from this host). The
+      inspection does not fail then; the plan falls back on the releases recorded on the hosts.
+  returned: when state=inspect and tags_pattern is set, and the repository did not answer
+  type: str
 lock:
   description: The lock owner record (or null).
   returned: always
