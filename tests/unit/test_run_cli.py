@@ -500,10 +500,12 @@ def test_sigterm_cancels_cleanly(fake: Fake, tmp_path: Path) -> None:
     assert proc.returncode == 3, out
     assert time.monotonic() - started < 60
     assert not fake.lock().exists(), "the run's lock was released"
-    assert "localhost: lock released" in out
+    # The fake's lock names no live holder process: the settle step may release it.
+    assert "localhost: not started, lock released" in out
     record = only_record(artifacts)
     assert record["status"] == "canceled"
     assert record["hosts"]["localhost"]["phases"]["switch"]["status"] == "canceled"
+    assert record["hosts"]["localhost"]["end"]["lock"].startswith("released")
     assert any("lock released" in note for note in record["notes"])
 
 

@@ -64,7 +64,8 @@ STYLES = {
     "unreachable": "bold red",
     "canceled": "magenta",
 }
-BAD = ("failed", "unreachable", "canceled")
+BAD = ("failed", "unreachable", "canceled", "unknown")
+    "unknown": "bold magenta",
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,6 +329,15 @@ class RunState:
 
     def close_all(self, status: str | None = None) -> list[PhaseChange]:
         """Every phase still open is over: finished normally, or ``status`` (canceled)."""
+    def in_flight(self) -> dict[str, str]:
+        """Host -> the phase still open (a task whose result has not come back)."""
+        with self.lock:
+            return {
+                host: phase
+                for host, phase in self.current.items()
+                if self.hosts[host][phase].finished is None
+            }
+
         with self.lock:
             changes = []
             for host, phase in list(self.current.items()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,41 @@ def fallback(
 
 def note(record: dict[str, Any], text: str) -> None:
     record.setdefault("notes", []).append(text)
+
+
+# After a kill, how a host's call ended by its journal, as a host status of the record.
+KILLED_HOST_STATUS = {
+    "completed": "ok",
+    "unchanged": "ok",
+    "not started": "ok",
+    "switched back": "failed",
+    "failed": "failed",
+    "stopped before switch": "canceled",
+}
+
+
+def settled(
+    record: dict[str, Any],
+    ends: Mapping[str, Mapping[str, Any]],
+    in_flight: Mapping[str, str],
+    killed: bool,
+) -> None:
+    """Add what each host said after a cancel or a kill (``hosts.<host>.end``: outcome,
+    current release, lock, detail). After a kill the callback never saw the results of the
+    hosts in flight: their status is what their journal says, else ``unknown``, and never
+    what the record last claimed."""
+    hosts = record.setdefault("hosts", {})
+    for host, end in ends.items():
+        hosts.setdefault(host, {"status": "ok", "phases": {}})["end"] = dict(end)
+    if not killed:
+        return
+    for host, phase in in_flight.items():
+        host_rec = hosts.setdefault(host, {"status": "ok", "phases": {}})
+        outcome = str((ends.get(host) or {}).get("outcome") or "unknown")
+        status = KILLED_HOST_STATUS.get(outcome, "unknown")
+        said = f"its journal says: {outcome}" if status != "unknown" else "its outcome is unknown"
+        msg = f"ansible-playbook was killed during {phase}: no result came back; {said}"
+        host_rec.update(status=status, failed_phase=phase, msg=msg)
+        host_rec.setdefault("phases", {}).setdefault(phase, {"tasks": 0}).update(
+            status="unknown", msg=msg
+        )

@@ -410,10 +410,23 @@ def warn_failed_deliveries(notifier: Notifier, console: Console) -> None:
 
 def run_level(options: RunOptions, console: Console, stream: TextIO) -> Outcome:
     """``rollbackctl run``: start messages, the level, the record, closing messages."""
+    if result.canceled or result.killed:
+        # What each host really did, as the hosts say it (runner.settle).
+        ends = {host: end.data() for host, end in result.ends.items()}
+        records.settled(record, ends, result.in_flight, killed=result.killed)
     prepared = prepare(options)
     redactor = redactor_for(options.extra_vars)
     notifier = make_notifier(prepared, stream, redactor)
     context = context_for(prepared)
+    elif result.killed:
+        status = record["status"] = "killed"
+        records.note(
+            record,
+            f"ansible-playbook ended without finishing its record (rc {result.rc}): the "
+            "results of hosts in flight are the hosts' own (journal) or unknown",
+        )
+        for line in result.cleanup:
+            records.note(record, f"after the kill: {line}")
     send_start(notifier, prepared.policy, context)
     warn_failed_deliveries(notifier, console)
     if notifier.dry_run:
@@ -441,3 +454,7 @@ def show_outcome(outcome: Outcome, console: Console) -> None:
 
 def outcome_json(outcome: Outcome) -> str:
     return json.dumps(outcome.record, indent=2, sort_keys=True, default=str)
+    if result.killed:
+        return f"Rollback KILLED after {duration} (ansible-playbook died). " + "; ".join(
+            result.cleanup
+        )

@@ -21,10 +21,17 @@ How a run is laid out:
 
 Cancel: ansible-playbook stops at once on SIGINT or SIGTERM, without running ``always``
 blocks. So on the first Ctrl-C/SIGTERM the wrapper sends SIGINT to ansible-playbook (the
-run-record callback then writes the record as canceled), waits for it to exit, and
-releases the application locks this run holds itself (``sre.rollback.release
-state=unlocked`` with the run id on the hosts the run reached). A second signal kills
+run-record callback then writes the record as canceled; Ansible's workers kill their ssh
+clients, so every host-side call sees its controller go away and stops or undoes its step,
+module_utils controller_watch), and waits for it to exit. A second signal kills
 ansible-playbook at once.
+
+Then, and also when ansible-playbook died without finishing its record (killed), the
+wrapper settles the hosts (:func:`settle`): on each host the run reached, one
+``sre.rollback.release state=unlocked wait=N`` waits (bounded) for a call of this run that
+still holds the lock to end, releases the lock only when no live process holds it, and
+says what the host's journal has for this run and which release is current. Those per-host
+ends go into the record; a host that does not answer is ``unknown``, never assumed.
 """
 
 from __future__ import annotations
@@ -57,6 +64,11 @@ from rollbackctl.project import Project, private_dir
 
 GRACE_SECONDS = 60.0
 """How long ansible-playbook may take to stop after SIGINT before it is killed."""
+
+SETTLE_SECONDS = 60
+"""How long, on each host, the settle step waits for a call of the run that still holds
+the lock (undoing its switch, or finishing a gate nobody canceled) before it reports it as
+still running."""
 
 KEPT_ARTIFACTS = ("stdout", "stderr", "status", "rc")
 DROPPED_KEYS = frozenset({"ansible_env"})
@@ -132,6 +144,12 @@ class PlaybookResult:
     artifacts: Path | None
     cleanup: list[str] = field(default_factory=list)
     error: str = ""
+    killed: bool = False
+    """ansible-playbook ended without finishing the run record (SIGKILL, a crash)."""
+    in_flight: dict[str, str] = field(default_factory=dict)
+    """Host -> the phase it was in when the run stopped (its result never came back)."""
+    ends: dict[str, HostEnd] = field(default_factory=dict)
+    """What each host the run reached says after a cancel or a kill (:func:`settle`)."""
 
     @property
     def no_hosts(self) -> bool:
@@ -203,8 +221,11 @@ def run_playbook(
     progress.start()
     try:
         result = _run(request, private, state, progress, cancel)
-        if result.canceled and not request.check:
-            result.cleanup = release_locks(request, state, private)
+        if (result.canceled or result.killed) and not request.check:
+            result.ends = settle(request, state, private)
+            result.cleanup = [end.line() for end in result.ends.values()] or [
+                "no host was reached: nothing to settle"
+            ]
     finally:
         progress.stop()
         kept = keep_artifacts(private, request, redactor)
@@ -242,8 +263,11 @@ def _run(
     )
     interrupted_at = _wait(thread, state, cancel)
     canceled = cancel.requested.is_set()
-    if canceled:
-        progress.update(state.close_all("canceled"))
+    record_path = request.record_dir / f"{request.run_id}.json"
+    killed = state.pid is not None and _unfinished(record_path)
+    in_flight = state.in_flight()
+    if canceled or killed:
+        progress.update(state.close_all("canceled" if canceled else "unknown"))
     rc = runner.rc if isinstance(runner.rc, int) else 1
     error = ""
     if rc == 127:
@@ -255,10 +279,21 @@ def _run(
         runner_status=str(runner.status),
         canceled=canceled,
         state=state,
-        record_path=request.record_dir / f"{request.run_id}.json",
+        record_path=record_path,
         artifacts=None,
         error=error,
+        killed=killed,
+        in_flight=in_flight,
     )
+
+
+def _unfinished(record_path: Path) -> bool:
+    """The callback never wrote the end of the run (no record, or still ``running``)."""
+    try:
+        data = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return not isinstance(data, dict) or data.get("status") == "running"
 
 
 def _wait(thread: threading.Thread, state: RunState, cancel: CancelSwitch) -> float | None:
@@ -289,33 +324,63 @@ def _interrupt(pid: int | None) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# After a cancel: the run's own locks
+# After a cancel or a kill: what each host really did
 
 
-UNLOCK_ARGS = "app_root={{ release_app_root }} state=unlocked run_id=%s"
+SETTLE_ARGS = "app_root={{ release_app_root }} state=unlocked run_id=%s wait=%d"
+UNKNOWN = "unknown"
 
 
-def release_locks(request: PlaybookRequest, state: RunState, private: Path) -> list[str]:
-    """Release the application lock this run holds on each host it reached (the roles'
-    ``always`` blocks did not run). Only a lock held by this run id is touched."""
+@dataclass
+class HostEnd:
+    """How a host ended after a cancel or a kill, as the host says it."""
+
+    host: str
+    outcome: str  # completed | switched back | stopped before switch | unchanged | failed |
+    # not started | still running | unknown
+    current: str | None = None
+    lock: str = UNKNOWN  # free | released (no live holder) | held by ... | unknown
+    detail: str = ""
+    controller_lost: str | None = None
+
+    def line(self) -> str:
+        text = f"{self.host}: {self.outcome}"
+        if self.current:
+            text += f", current {self.current}"
+        text += f", lock {self.lock}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "current": self.current,
+            "lock": self.lock,
+            "detail": self.detail,
+            "controller_lost": self.controller_lost,
+        }
+
+
+def settle(request: PlaybookRequest, state: RunState, private: Path) -> dict[str, HostEnd]:
+    """Ask every host the run reached how it ended: wait (bounded, on the host) for a call of
+    this run that still holds the lock, release the lock only when no live process holds
+    it, read the host's journal for this run. Only a lock held by this run id is touched."""
     hosts = sorted(state.hosts)
     if not hosts:
-        return ["no host was reached: no lock to release"]
-    outcome: dict[str, str] = {}
+        return {}
+    ends: dict[str, HostEnd] = {}
 
     def on_event(event: dict[str, Any]) -> bool:
         data = event.get("event_data") or {}
         host = data.get("host")
         if host and event.get("event") in DONE_RESULTS:
-            res = data.get("res") or {}
-            outcome[str(host)] = _unlock_text(event["event"], res)
+            ends[str(host)] = host_end(str(host), event["event"], data.get("res") or {})
         return True
 
-    adhoc = private_dir(private / "unlock")
+    adhoc = private_dir(private / "settle")
     ansible_runner.run(
         private_data_dir=str(adhoc),
         module="sre.rollback.release",
-        module_args=UNLOCK_ARGS % request.run_id,
+        module_args=SETTLE_ARGS % (request.run_id, SETTLE_SECONDS),
         host_pattern=",".join(hosts),
         cmdline=shlex.join(inventory_args(request.inventory)),
         envvars={**runner_env(request), "SRE_ROLLBACK_RECORD_DIR": str(adhoc / "records")},
@@ -323,23 +388,48 @@ def release_locks(request: PlaybookRequest, state: RunState, private: Path) -> l
         suppress_env_files=True,
         event_handler=on_event,
     )
-    return [f"{host}: {outcome.get(host, 'no answer')}" for host in hosts]
+    return {
+        host: ends.get(host) or HostEnd(host, UNKNOWN, detail="no answer from the host")
+        for host in hosts
+    }
 
 
 DONE_RESULTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable")
 
 
-def _unlock_text(event: str, res: Mapping[str, Any]) -> str:
+def host_end(host: str, event: str, res: Mapping[str, Any]) -> HostEnd:
+    """A host's end from its answer to the settle call (pure: unit-tested)."""
     if event == "runner_on_unreachable":
-        return "unreachable: release its lock by hand (rollback_break_lock=true on the next run)"
+        return HostEnd(
+            host,
+            UNKNOWN,
+            detail="unreachable: its call finishes or undoes its step on its own and writes "
+            "it to its journal; `rollbackctl status` or the next run reads it",
+        )
     if event == "runner_on_failed":
-        return f"could not release the lock: {str(res.get('msg', ''))[:200]}"
-    if res.get("released"):
-        return "lock released"
-    held = res.get("lock")
-    if held:
-        return f"lock held by another run ({held.get('run_id', '?')}): left alone"
-    return "no lock held"
+        return HostEnd(host, UNKNOWN, detail=f"could not ask: {str(res.get('msg', ''))[:200]}")
+    calls = [c for c in res.get("calls") or [] if isinstance(c, Mapping)]
+    last = calls[-1] if calls else {}
+    busy = res.get("busy")
+    outcome = str(last.get("outcome") or "not started")
+    if busy:
+        outcome = "still running"
+        lock = f"held by its call, still running (pid {busy.get('pid', '?')})"
+    elif res.get("released"):
+        lock = "released (held by this run, no live process held it)"
+    elif res.get("lock"):
+        held = res["lock"]
+        lock = f"held by run {held.get('run_id', '?')} (left alone)"
+    else:
+        lock = "free"
+    return HostEnd(
+        host,
+        outcome,
+        current=res.get("current"),
+        lock=lock,
+        detail=str(last.get("msg") or "")[:300],
+        controller_lost=last.get("controller_lost"),
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ pid, run id, time). A second run fails fast naming the owner; a stale lock is br
 when asked explicitly; the owner's own run may take it again: re-entrant for the same run id
 from the same controller process only, so two runs that were given the same run id (an AWX
 relaunch with the same extra vars, a copied command line) still exclude each other.
+A lock taken by a call that drops it itself records that host-side process as its holder:
+while the holder lives, nobody else drops or breaks it (module_utils controller_watch).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import os
 import time
 from typing import Any
+
+from ansible_collections.sre.rollback.plugins.module_utils import controller_watch
 
 LOCK_NAME = ".rollback.lock"
 
@@ -68,9 +72,15 @@ def describe(owner: dict[str, Any]) -> str:
     )
 
 
-def acquire(app_root: str, owner: dict[str, Any], break_stale: bool = False) -> dict[str, Any]:
-    """Take the lock. Returns {acquired, changed, owner, broken, msg}."""
+def acquire(
+    app_root: str, owner: dict[str, Any], break_stale: bool = False, call_holds: bool = False
+) -> dict[str, Any]:
+    """Take the lock. Returns {acquired, changed, owner, broken, msg}. With call_holds, the
+    calling process holds it until it drops it itself (a one-call rollout): it is recorded
+    as the ``holder``, and nobody else drops or breaks the lock while it lives."""
     record = dict(owner)
+    if call_holds:
+        record["holder"] = controller_watch.this_process()
     record["epoch"] = time.time()
     record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     path = lock_path(app_root)
@@ -103,6 +113,17 @@ def acquire(app_root: str, owner: dict[str, Any], break_stale: bool = False) -> 
                     "finish; if it crashed, run again with the lock-break flag "
                     "(rollback_break_lock=true) to break the stale lock.",
                 }
+            busy = controller_watch.held_by_other_live_call(held)
+            if busy:
+                return {
+                    "acquired": False,
+                    "changed": False,
+                    "owner": held,
+                    "broken": None,
+                    "msg": f"{app_root} is locked by {describe(held)}, and its call still runs "
+                    f"on this host (pid {busy['pid']}): not broken. It drops the lock itself "
+                    "when it ends.",
+                }
             broken = held
             os.unlink(path)
             continue
@@ -131,6 +152,18 @@ def release(app_root: str, run_id: str) -> dict[str, Any]:
             "changed": False,
             "owner": held,
             "msg": f"lock is held by {describe(held)}, not by run {run_id}: left in place",
+        }
+    busy = controller_watch.held_by_other_live_call(held)
+    if busy:
+        # Released under running work is what must never happen: the call that holds it
+        # drops it itself when it has finished or undone its step.
+        return {
+            "released": False,
+            "changed": False,
+            "owner": held,
+            "busy": busy,
+            "msg": f"a call of run {run_id} still runs on this host (pid {busy['pid']}) and "
+            "holds the lock: left in place",
         }
     os.unlink(lock_path(app_root))
     return {"released": True, "changed": True, "owner": held}

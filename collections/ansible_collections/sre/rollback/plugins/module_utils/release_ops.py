@@ -21,7 +21,12 @@ import subprocess
 import time
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils import applock, rollout, services
+from ansible_collections.sre.rollback.plugins.module_utils import (
+    applock,
+    controller_watch,
+    rollout,
+    services,
+)
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import CheckMode
 from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     MANIFEST_NAME,
@@ -62,6 +67,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "service": rollout.SERVICE_SPEC,
     "health": rollout.HEALTH_SPEC,
     "keep_lock": {"type": "bool", "default": False},
+    "wait": {"type": "int", "default": 0},
 }
 REQUIRED_IF: list[tuple[str, str, list[str]]] = [
     ("state", "marked", ["mark"]),
@@ -377,6 +383,7 @@ def do_switch(
     p: dict[str, Any],
     switch: bool = True,
     trace: dict[str, Any] | None = None,
+    watch: controller_watch.ControllerWatch | None = None,
 ) -> dict[str, Any]:
     """state=switched (or present, switch=False). trace, when given, receives the path and
     the timings as they are decided, so a caller can tell where a failure happened."""
@@ -429,6 +436,7 @@ def do_switch(
             app_root,
             applock.owner(p["run_id"], p.get("user"), p.get("controller"), p["event"]),
             p["break_lock"],
+            call_holds=p.get("state") == "rolled_out" and not p.get("keep_lock"),
         )
         timings["lock"] = round(time.monotonic() - started, 3)
         if not lock["acquired"]:
@@ -452,6 +460,8 @@ def do_switch(
     if not switch:
         result["current"] = before
         return result
+    if watch is not None:
+        watch.check("switch")  # the controller is gone: change nothing
     started = time.monotonic()
     switch_current(app_root, rid)
     timings["switch"] = round(time.monotonic() - started, 4)
@@ -521,9 +531,16 @@ def do_rollout(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
         )
         return plan
     result: dict[str, Any] = {"health": no_health(), "reverted": False, "phases": []}
+    watch = controller_watch.ControllerWatch()
     try:
-        roll_out(module, p, result)
+        roll_out(module, p, result, watch)
+    except BaseException:
+        result.setdefault("outcome", controller_watch.FAILED)
+        raise
     finally:
+        # The journal first: whoever finds the lock free can read how this call ended.
+        if p["run_id"]:
+            controller_watch.journal_call(p["app_root"], p["run_id"], result, watch)
         if p["run_id"] and not p["keep_lock"]:
             started = time.monotonic()
             applock.release(p["app_root"], p["run_id"])
@@ -536,13 +553,34 @@ def do_rollout(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def roll_out(module: CheckMode, p: dict[str, Any], result: dict[str, Any]) -> None:
-    """The steps of do_rollout; a failure is recorded in result (cause, revert_msg)."""
+def roll_out(
+    module: CheckMode,
+    p: dict[str, Any],
+    result: dict[str, Any],
+    watch: controller_watch.ControllerWatch = controller_watch.NO_WATCH,
+) -> None:
+    """The steps of do_rollout; a failure is recorded in result (cause, revert_msg). When
+    the controller goes away (module_utils controller_watch), a call that has not switched
+    changes nothing, and one that switched but has not passed its gate switches back."""
     phases: list[dict[str, Any]] = result["phases"]
     trace: dict[str, Any] = {}
     started = time.monotonic()
     try:
-        switched = do_switch(module, p, trace=trace)
+        switched = do_switch(module, p, trace=trace, watch=watch)
+    except controller_watch.ControllerLost as lost:
+        phases.append(rollout.phase(lost.step, started, "canceled", str(lost)))
+        result.update(
+            cause=f"{lost} before the switch",
+            revert_msg="Nothing was changed.",
+            outcome=controller_watch.STOPPED,
+            controller_lost=lost.step,
+            current=describe_release(
+                p["app_root"],
+                current_release(p["app_root"]),
+                release_states(read_log(p["app_root"])),
+            ),
+        )
+        return
     except ReleaseError as exc:
         building = trace.get("path") == "rebuild" and "switch" not in trace.get("timings", {})
         phases.append(rollout.phase("build" if building else "switch", started, "failed", str(exc)))
@@ -569,7 +607,17 @@ def roll_out(module: CheckMode, p: dict[str, Any], result: dict[str, Any]) -> No
     phases.append(switch_phase)
 
     service = p["service"] if switched["changed"] else None  # already current: no restart
-    cause = rollout.restart_and_gate(service, p["health"], phases, result)
+    mark = "bad"
+    try:
+        cause = rollout.restart_and_gate(service, p["health"], phases, result, watch)
+    except controller_watch.ControllerLost as lost:
+        # Switched, gate not passed: undone below, the target not marked bad (not proven).
+        cause = f"{lost} during the {lost.step}: the step is undone"
+        phases.append(rollout.phase(lost.step, time.monotonic(), "canceled", cause))
+        result["controller_lost"] = lost.step
+        mark = state_before(p["app_root"], switched["release"])
+        if not switched["changed"]:
+            result["outcome"] = controller_watch.UNCHANGED
     if cause is None:
         return
     result["cause"] = cause.rstrip(". ")
@@ -582,15 +630,21 @@ def roll_out(module: CheckMode, p: dict[str, Any], result: dict[str, Any]) -> No
         )
     else:
         started = time.monotonic()
-        done, result["revert_msg"] = switch_back(module, p, before_id, result)
+        done, result["revert_msg"] = switch_back(module, p, before_id, result, mark)
         phases.append(
             rollout.phase("revert", started, "changed" if done else "failed", result["revert_msg"])
         )
         timings["revert"] = phases[-1]["seconds"]
 
 
+def state_before(app_root: str, rid: str) -> str:
+    """The state a release had before the switch to it (good when it had none)."""
+    earlier = [e.get("state") for e in read_log(app_root) if e.get("release") == rid][:-1]
+    return next((s for s in reversed(earlier) if s in ("good", "bad")), "good")
+
+
 def switch_back(
-    module: CheckMode, p: dict[str, Any], before_id: str, result: dict[str, Any]
+    module: CheckMode, p: dict[str, Any], before_id: str, result: dict[str, Any], mark: str = "bad"
 ) -> tuple[bool, str]:
     """Switch current back to the release it had (the target is recorded as bad, with the
     cause as the reason) and restart it. Returns whether both worked, and what was done."""
@@ -599,7 +653,7 @@ def switch_back(
         release=before_id,
         tag=None,
         commit=None,
-        previous_state="bad",
+        previous_state=mark,
         event="revert",
         reason=result["cause"][:300],
         verify="commit",
@@ -642,6 +696,8 @@ def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
         "current": describe_release(app_root, current_release(app_root), states),
         "releases": releases,
         "lock": applock.read_owner(app_root),
+        # How the last one-call rollout here ended (also one whose controller went away).
+        "last_call": (controller_watch.calls(app_root) or [None])[-1],
     }
     if p["tags_pattern"] is not None and p["repo"]:
         # An unreachable repository does not fail the host: when the git server is down, a
@@ -695,10 +751,22 @@ def do_unlock(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
         raise ReleaseError("state=unlocked needs run_id: only the run that holds a lock drops it")
     held = applock.read_owner(p["app_root"])
     mine = bool(held and held.get("run_id") == p["run_id"])
+    if mine and not module.check_mode and p["wait"] > 0:
+        # A call of this run may still be finishing or undoing its step: it drops the
+        # lock itself; wait for it rather than release under it.
+        controller_watch.wait_for_holder(held, p["wait"])
+        held = applock.read_owner(p["app_root"])
+        mine = bool(held and held.get("run_id") == p["run_id"])
+    seen = {
+        "calls": controller_watch.calls(p["app_root"], p["run_id"]),
+        "current": current_release(p["app_root"]),
+    }
     if module.check_mode or not mine:
-        return {"changed": False, "lock": held}
+        return {"changed": False, "lock": held, **seen}
     outcome = applock.release(p["app_root"], p["run_id"])
-    return {"changed": False, "lock": None, "released": outcome["owner"]}
+    if not outcome["released"]:
+        return {"changed": False, "lock": held, "busy": outcome.get("busy"), **seen}
+    return {"changed": False, "lock": None, "released": outcome["owner"], **seen}
 
 
 def execute(p: dict[str, Any], check_mode: bool) -> tuple[bool, dict[str, Any]]:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.sre.rollback.plugins.module_utils import controller_watch, services
 from ansible_collections.sre.rollback.plugins.module_utils import health as health_gate
-from ansible_collections.sre.rollback.plugins.module_utils import services
 
 # argument_spec entries, the same in every module that restarts and gates.
 SERVICE_SPEC: dict[str, Any] = {
@@ -60,12 +60,17 @@ def restart_and_gate(
     health: Mapping[str, Any] | None,
     phases: list[dict[str, Any]],
     result: dict[str, Any],
+    watch: controller_watch.ControllerWatch | None = None,
 ) -> str | None:
     """Restart (when a service is given), then wait until healthy (when a health gate is
     given). Appends the phases, sets result["restart"] and result["health"], and returns
-    None when the host is healthy, else the cause (a sentence)."""
+    None when the host is healthy, else the cause (a sentence). With a watch, raises
+    ControllerLost before the restart, after it, or between the gate's polls when the
+    controller is gone (a restart in progress is finished first)."""
     timings = result.setdefault("timings", {})
     if service:
+        if watch is not None:
+            watch.check("restart")
         started = time.monotonic()
         try:
             result["restart"] = services.restart(service)
@@ -79,7 +84,11 @@ def restart_and_gate(
     if not health:
         return None
     started = time.monotonic()
-    checked = health_gate.wait_healthy(health)
+    if watch is not None:
+        watch.check("health")
+        checked = health_gate.wait_healthy(health, sleep=watch.sleep)
+    else:
+        checked = health_gate.wait_healthy(health)
     problem: str | None = checked.pop("msg") or None
     result["health"] = checked
     timings["health"] = checked["elapsed"]

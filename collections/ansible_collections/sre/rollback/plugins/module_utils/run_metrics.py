@@ -71,7 +71,7 @@ CHECKLIST_ITEMS = {
 
 CHECKLIST_TITLES = {"pre": "Pre-Rollback", "during": "During Rollback", "post": "Post-Rollback"}
 
-FAILED_STATUSES = ("failed", "unreachable")
+FAILED_STATUSES = ("failed", "unreachable", "unknown")
 
 # --------------------------------------------------------------------------------------------
 # Times
@@ -514,6 +514,8 @@ def _check_execute(record: Mapping[str, Any]) -> dict[str, Any]:
         return _item(name, "open", note="running")
     if status == "canceled":
         return _item(name, "failed", finished, "canceled by the operator")
+    if status == "killed":
+        return _item(name, "failed", finished, "ansible-playbook was killed before the end")
     if status == "empty":
         return _item(name, "failed", finished, "no host matched the level's hosts")
     failed = _failed_hosts(record)
@@ -563,7 +565,7 @@ def _check_stable(record: Mapping[str, Any], verify: Mapping[str, Any]) -> dict[
     name = "Confirm system stable"
     if record.get("check_mode"):
         return _item(name, "skipped", note="check mode")
-    if record.get("status") in ("failed", "canceled", "empty"):
+    if record.get("status") in ("failed", "canceled", "killed", "empty"):
         return _item(name, "failed", record.get("finished"), f"run {record.get('status')}")
     if record.get("status") == "ok" and verify["state"] == "done":
         return _item(name, "done", verify["at"], "every host passed its health gate")

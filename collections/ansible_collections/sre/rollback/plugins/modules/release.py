@@ -29,7 +29,12 @@ description:
     says so. The lock is released before it returns, on every path (unless I(keep_lock)).
   - C(state=present) does the same without switching (to run hooks against the built release).
   - C(state=marked) records a release as good or bad. C(state=unlocked) releases the lock
-    held by a run.
+    held by a run, never while the host-side call that holds it still runs (see I(wait)).
+  - C(state=rolled_out) watches its controller (module_utils C(controller_watch)). When the
+    controller's connection goes away before the switch, it changes nothing; after the
+    switch and before the health gate passed, it switches back and restarts without marking
+    the target bad. It writes how it ended to C(<app_root>/.rollback.calls.jsonl) before it
+    drops the lock, and records itself in the lock as its holder.
 author:
   - SRE rollback team
 extends_documentation_fragment:
@@ -146,6 +151,13 @@ EXAMPLES = r"""
     shared_paths: [uploads]
     previous_state: bad
     event: rollback
+  wait:
+    description:
+      - With C(state=unlocked), seconds to wait for a call of this run that still holds the
+        lock on the host (finishing or undoing its step) to end first. The lock is never
+        released while that call runs.
+    type: int
+    default: 0
     run_id: "{{ rollback_run_id }}"
 
 - name: Switch, restart and health-check in one call; switch back when unhealthy
@@ -265,3 +277,25 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+outcome:
+  description:
+    - How the call ended when it did not simply complete (C(stopped before switch),
+      C(unchanged)); the host's journal has it for every call.
+  returned: when state=rolled_out and the controller went away
+  type: str
+controller_lost:
+  description: The step the call was in when its controller went away (C(switch), C(restart), C(health)).
+  returned: when state=rolled_out and the controller went away
+  type: str
+last_call:
+  description: How the last one-call rollout on this host ended, from its journal (see I(calls)).
+  returned: when state=inspect
+  type: dict
+calls:
+  description: This run's calls as the host's journal has them (run_id, outcome, controller_lost, before, target, current, msg, time, pid).
+  returned: when state=unlocked
+  type: list
+busy:
+  description: The live host-side process that holds the lock, when it was therefore left in place.
+  returned: when state=unlocked and a call of this run still runs
+  type: dict
