@@ -17,10 +17,10 @@ from ansible_collections.sre.rollback.plugins.module_utils import applock, contr
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops as mod
 from rollbackctl import records
 from rollbackctl.runner import host_end
+from tests.unit import test_release_rollout
 from tests.unit.test_release_rollout import (
     BAD,
     GOOD,
-    app,  # noqa: F401 - fixture
     current_tag,
     deployed,
     locked,
@@ -28,6 +28,8 @@ from tests.unit.test_release_rollout import (
     service_log,
     states,
 )
+
+app = test_release_rollout.app  # the fixture: a repository, releases and a real service
 
 # --- watching the controller ------------------------------------------------------------------
 

@@ -697,7 +697,7 @@ def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
         "releases": releases,
         "lock": applock.read_owner(app_root),
         # How the last one-call rollout here ended (also one whose controller went away).
-        "last_call": (controller_watch.calls(app_root) or [None])[-1],
+        "last_call": next(reversed(controller_watch.calls(app_root)), None),
     }
     if p["tags_pattern"] is not None and p["repo"]:
         # An unreachable repository does not fail the host: when the git server is down, a
