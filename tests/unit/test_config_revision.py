@@ -306,10 +306,12 @@ class App:
         import threading
 
         config = conf / "app.ini"
+        self.dependency_down = tmp / "dependency-down"  # exists: unhealthy whatever the config
+        down = self.dependency_down
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                sick = "hold_connections = 0" not in config.read_text()
+                sick = down.exists() or "hold_connections = 0" not in config.read_text()
                 self.send_response(500 if sick else 200)
                 self.end_headers()
                 self.wfile.write(b"pool exhausted" if sick else b"ok")
@@ -377,9 +379,15 @@ def test_unhealthy_after_the_change_puts_the_config_back_restarts_and_fails(
         ("restart", "changed"),
         ("health", "failed"),
         ("revert", "changed"),
+        ("recheck", "ok"),
     ]
-    last = store_of(conf).timeline()[-1]
-    assert last["event"] == "revert" and last["bad"] == last["from"] != last["revision"]
+    # The config it had is healthy again after the switch back: evidence against the new
+    # one, which is marked bad (the revert records it as a suspect first).
+    revert, marked = store_of(conf).timeline()[-2:]
+    assert revert["event"] == "revert" and revert["suspect"] == revert["from"] != revert["revision"]
+    assert marked["event"] == "gate_failed" and marked["bad"] == revert["from"]
+    assert result["verdict"]["state"] == "bad" and "is marked bad" in str(failed.value)
+    assert revert["from"] in store_of(conf).bad()
     assert not Path(params(conf)["lock_root"], ".rollback.lock").exists(), "lock dropped on failure"
 
 
@@ -395,3 +403,24 @@ def test_nothing_to_change_restarts_nothing(conf: Path, app: App) -> None:
     call(conf, state="snapshot")
     result = apply(conf, GOOD, service=app.service, health=app.health)
     assert not result["changed"] and app.restarts() == [] and "phases" not in result
+
+
+def test_a_dependency_down_does_not_mark_the_new_config_bad(conf: Path, app: App) -> None:
+    """The gate fails, and so does the config it had once it is back: the fault is outside
+    the config. The revision stays a suspect (a candidate), not bad."""
+    call(conf, state="snapshot")
+    app.dependency_down.touch()
+    with pytest.raises(mod.GateFailed) as failed:
+        apply(
+            conf,
+            GOOD.replace("pool_size = 5", "pool_size = 6"),
+            service=app.service,
+            health=app.health,
+        )
+    result = failed.value.result
+    assert (conf / "app.ini").read_text() == GOOD, "the config that was running is back"
+    assert result["verdict"]["state"] == "suspect" and result["had_health"]["healthy"] is False
+    assert "fails its health gate too" in str(failed.value) and "Next:" in str(failed.value)
+    revert = store_of(conf).timeline()[-1]
+    assert revert["event"] == "revert" and revert["suspect"] == revert["from"]
+    assert not store_of(conf).bad(), "no revision marked bad"

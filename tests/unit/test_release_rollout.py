@@ -185,12 +185,20 @@ def test_failed_health_switches_back_restarts_and_marks_the_target_bad(
     good_id = releases.release_id(GOOD, app["commits"][GOOD])
     assert "was not healthy 2 times in a row" in str(failed.value)
     assert f"Switched back to {good_id} and restarted." in str(failed.value)
-    assert result["revert_msg"] == f"Switched back to {good_id} and restarted."
+    assert result["revert_msg"].startswith(f"Switched back to {good_id} and restarted.")
     assert current_tag(app) == GOOD, "current points at the release the host had"
     assert result["reverted"] and result["current"]["tag"] == GOOD
+    # Evidence against the release: it answered unhealthy, and the release the host had is
+    # healthy again after the switch back (re-checked): marked bad, saying why and what next.
     assert states(app)[BAD] == "bad" and states(app)[GOOD] == "current"
+    assert result["verdict"]["state"] == "bad" and result["verdict"]["failure"] == "unhealthy"
+    assert result["had_health"]["healthy"] is True
+    assert f"{BAD} is marked bad on this host: it answered unhealthy" in str(failed.value)
+    assert "Next: roll back to a release that is not bad" in str(failed.value)
     log = releases.read_log(app["root"])
-    assert log[-1]["event"] == "revert" and "not healthy" in log[-1]["reason"]
+    assert log[-2]["event"] == "revert" and "not healthy" in log[-2]["reason"]
+    assert log[-2]["state"] == "current" and log[-3]["state"] == "suspect"
+    assert (log[-1]["event"], log[-1]["state"]) == ("gate_failed", "bad")
     assert service_log(app)[-4:] == ["stop", "start", "stop", "start"], "restarted twice"
     assert health.wait_healthy({"url": app["url"], "interval": 0.05, "deadline": 3})["healthy"]
     assert not locked(app)
@@ -201,6 +209,7 @@ def test_failed_health_switches_back_restarts_and_marks_the_target_bad(
         "restart": "changed",
         "health": "failed",
         "revert": "changed",
+        "recheck": "ok",
         "unlock": "ok",
     }
 
@@ -469,7 +478,8 @@ def test_level3_playbook_rolls_out_in_one_call_and_records_every_phase(
     assert "Switched back to" in out
     message = record["hosts"]["localhost"]["msg"]
     assert "not healthy 3 times in a row" in message
-    assert f"Switched back to {good_id} and restarted. Later batches were not touched." in message
+    assert f"Switched back to {good_id} and restarted. {BAD} is marked bad" in message
+    assert message.endswith("Later batches were not touched.")
     assert current_tag(app) == GOOD and not locked(app)
     host = record["hosts"]["localhost"]
     assert host["phases"]["health"]["status"] == "failed"

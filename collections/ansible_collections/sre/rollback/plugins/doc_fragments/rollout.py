@@ -93,4 +93,14 @@ options:
         description: Keys of the JSON body and the values they must have.
         type: dict
         default: {}
+      observe:
+        description:
+          - Seconds the gate watches at least before it passes; with a systemd service, a
+            restart of the service or a new main process fails it at once (a crash loop
+            answers between its deaths).
+        type: float
+        default: 0.0
+      unit:
+        description: The systemd unit to watch; default the restarted service's, with C(systemd).
+        type: str
 """

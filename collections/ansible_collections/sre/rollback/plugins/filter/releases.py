@@ -10,6 +10,7 @@ from typing import Any
 
 from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     DEFAULT_STABLE_PATTERN,
+    blame,
     lock_refusals,
     plan_target,
     version_key,
@@ -175,6 +176,14 @@ def _elapsed(hvars: Mapping[str, Any], now: float) -> float | None:
         return None
 
 
+def release_blame(
+    failure: str | None, had_healthy: bool | None = None, proven_elsewhere: bool = False
+) -> str:
+    """The state a release whose health gate failed is left in: bad only with evidence
+    (module_utils releases.blame), else suspect."""
+    return blame(failure or None, had_healthy, bool(proven_elsewhere))["state"]
+
+
 def version_sort(tags: list[str]) -> list[str]:
     """Tags ordered by version (v1.10 after v1.9), oldest first."""
     return sorted(tags, key=version_key)
@@ -187,4 +196,5 @@ class FilterModule:
             "release_locks": release_locks,
             "release_results": release_results,
             "version_sort": version_sort,
+            "release_blame": release_blame,
         }

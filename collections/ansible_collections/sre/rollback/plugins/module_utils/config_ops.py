@@ -25,6 +25,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.hostchange import (
     take_lock,
     utc_now,
 )
+from ansible_collections.sre.rollback.plugins.module_utils.releases import blame
 
 # The module's options (plugins/modules/config_revision.py documents them).
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -321,14 +322,26 @@ def gate(
             result,
         ) from exc
     reverted = dict(p, reason=cause[:300])
+    # Not bad until the evidence says so (below): a suspect stays a candidate target.
     store.record(
-        timeline_entry(reverted, "revert", snapshot, **{"from": failed_rid, "bad": failed_rid})
+        timeline_entry(reverted, "revert", snapshot, **{"from": failed_rid, "suspect": failed_rid})
     )
     result["reverted"] = True
     result["after"] = {"revision": snapshot, "checksum": cr.checksum(live)}
     done, said = rollout.restart_back(p["service"], f"revision {snapshot} (the config it had)")
     phases.append(rollout.phase("revert", started, "changed" if done else "failed", said))
     timings["revert"] = phases[-1]["seconds"]
+    had = rollout.recheck(p["service"], p["health"], phases) if done else None
+    verdict = blame(result.get("failure"), had["healthy"] if had else None, False)
+    if verdict["state"] == "bad":
+        store.record(
+            timeline_entry(reverted, "gate_failed", failed_rid, bad=failed_rid, why=verdict["why"])
+        )
+    result["had_health"] = had
+    result["verdict"] = {"revision": failed_rid, "failure": result.get("failure"), **verdict}
+    said += f" Revision {failed_rid} is marked {verdict['state']} on this host: {verdict['why']}."
+    if verdict["state"] != "bad":
+        said += " Next: fix the cause, then run the same level again."
     result["cause"], result["revert_msg"] = cause, said
     raise GateFailed(f"{cause}. {said}", result)
 

@@ -24,6 +24,8 @@ OPTIONS: dict[str, Any] = {
     "timeout": {"type": "float", "default": 3.0},
     "deadline": {"type": "float", "default": 60.0},
     "json_expect": {"type": "dict", "default": {}},
+    "observe": {"type": "float", "default": 0.0},
+    "unit": {"type": "str"},
 }
 
 # The same defaults, for callers that pass a partial gate (every option but the url).
@@ -75,29 +77,71 @@ def judge(status: int, body: str, gate: Mapping[str, Any]) -> str | None:
     return None
 
 
+def restart_seen(first: Mapping[str, Any] | None, now: Mapping[str, Any] | None) -> str | None:
+    """What shows that the service died and came back (or died) since ``first``, else None."""
+    if not first or not now:
+        return None
+    if now["restarts"] > first["restarts"]:
+        return f"systemd restarted it {now['restarts'] - first['restarts']} time(s)"
+    if first["main_pid"] and now["main_pid"] and now["main_pid"] != first["main_pid"]:
+        return f"its main process changed ({first['main_pid']} -> {now['main_pid']})"
+    if now["sub"] == "auto-restart":
+        return "it died and systemd is about to restart it"
+    if now["active"] in ("failed", "inactive", "deactivating"):
+        return f"it is {now['active']} ({now['sub']})"
+    return None
+
+
 def wait_healthy(
     gate: Mapping[str, Any],
     probe_fn: Callable[[str, float], tuple[int, str]] = probe,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    state_fn: Callable[[], dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
-    """Poll gate["url"] until it answered well gate["successes"] times in a row, or failed.
+    """Poll gate["url"] until it answered well gate["successes"] times in a row for at least
+    gate["observe"] seconds, or failed.
 
     Until the first healthy answer (the service is still starting) it polls every
     ``startup_interval`` seconds, so a service that is up in 0.2 s is seen at 0.2 s, not at
     the next ``interval``; the successes that confirm it are ``interval`` apart. Once it has
     answered well, ``failures`` failed answers in a row (the runbook's trigger: more than 3
     consecutive health check failures; 0: never) fail the gate at once instead of at the
-    ``deadline``. Returns {healthy, attempts, elapsed, first_healthy, last_status,
-    last_error, msg}; first_healthy is the seconds until the first healthy answer (None when
-    there was none)."""
+    ``deadline``.
+
+    A crash-looping service answers between its deaths, so answers alone can pass it: with
+    ``unit`` (a systemd service; ``state_fn`` in tests) every poll also reads the unit's
+    restart count, main process and state, and a restart, a new main process or a failed
+    unit fails the gate at once; and the gate passes no sooner than ``observe`` seconds after
+    it started, so a service that dies every few seconds is seen dying.
+
+    Returns {healthy, attempts, elapsed, first_healthy, last_status, last_error, failure,
+    msg}; first_healthy is the seconds until the first healthy answer (None when there was
+    none); failure says why it failed: ``crashed`` (restarted or died), ``unhealthy`` (it
+    answered, badly), ``no_answer`` (nothing answered), ``timed_out`` (it answered, not well
+    enough in a row before the deadline), None when healthy."""
     settings = {**DEFAULTS, **{k: v for k, v in gate.items() if v is not None}}
+    if state_fn is None and settings.get("unit"):
+        from ansible_collections.sre.rollback.plugins.module_utils import services
+
+        unit = str(settings["unit"])
+
+        def state_fn() -> dict[str, Any] | None:
+            return services.systemd_state(unit)
+
+    observe = float(settings.get("observe") or 0.0)
+    # The deadline bounds the wait for a healthy service, not the watch after it: a gate that
+    # must observe longer than its deadline gets the time to.
+    deadline = max(float(settings["deadline"]), observe + float(settings["interval"]))
     started = clock()
-    streak = failing = attempts = last_status = 0
+    streak = failing = attempts = last_status = answered = 0
     first_healthy: float | None = None
     last_error = ""
+    first_state = state_fn() if state_fn else None
 
-    def verdict(healthy: bool, elapsed: float, msg: str = "") -> dict[str, Any]:
+    def verdict(
+        healthy: bool, elapsed: float, msg: str = "", failure: str | None = None
+    ) -> dict[str, Any]:
         return {
             "healthy": healthy,
             "attempts": attempts,
@@ -105,19 +149,37 @@ def wait_healthy(
             "first_healthy": first_healthy,
             "last_status": last_status,
             "last_error": last_error,
+            "failure": None if healthy else failure,
             "msg": msg,
         }
 
     while True:
         attempts += 1
         last_status, body = probe_fn(settings["url"], settings["timeout"])
+        answered += 1 if last_status else 0
         problem = judge(last_status, body, settings)
+        if state_fn:
+            state = state_fn()
+            if first_state is None or not first_state["main_pid"]:
+                first_state = state  # the unit had not started its main process yet
+            died = restart_seen(first_state, state)
+            if died:
+                last_error = problem or last_error
+                return verdict(
+                    False,
+                    clock() - started,
+                    f"the service crashed during the health gate: {died} ({attempts} "
+                    f"attempts in {round(clock() - started, 1)} s). It is crash-looping or "
+                    f"dying on start: look at its log on this host (journalctl -u "
+                    f"{settings.get('unit') or 'UNIT'}).",
+                    "crashed",
+                )
         elapsed = clock() - started
         if problem is None:
             streak, failing = streak + 1, 0
             if first_healthy is None:
                 first_healthy = round(elapsed, 3)
-            if streak >= settings["successes"]:
+            if streak >= settings["successes"] and elapsed >= observe:
                 return verdict(True, elapsed)
         else:
             streak, failing, last_error = 0, failing + 1, problem
@@ -128,16 +190,20 @@ def wait_healthy(
                     f"{settings['url']} answered well after {first_healthy} s, then failed "
                     f"{failing} times in a row ({attempts} attempts; last: {last_error}). "
                     "Look at the service's log on this host.",
+                    "unhealthy" if last_status else "no_answer",
                 )
         pause = settings["interval"]
         if first_healthy is None:
             pause = min(pause, settings["startup_interval"])
-        if elapsed + pause > settings["deadline"]:
+        if elapsed + pause > deadline:
             return verdict(
                 False,
                 elapsed,
                 f"{settings['url']} was not healthy {settings['successes']} times in a "
-                f"row within {settings['deadline']} s ({attempts} attempts; last: {last_error}). "
+                f"row within {deadline:g} s ({attempts} attempts; last: {last_error}). "
                 "Look at the service's log on this host.",
+                ("unhealthy" if first_healthy is None else "timed_out")
+                if answered
+                else "no_answer",
             )
         sleep(pause)

@@ -104,7 +104,7 @@ DEFAULT_POLICY: dict[str, Any] = {
     "triggers": {
         "error_rate": {"enabled": True, "above": "10%", "for": "5m"},
         "response_time_p95": {"enabled": True, "above": "5s", "for": "5m"},
-        "health_check_failures": {"enabled": True, "consecutive_above": 3},
+        "health_check_failures": {"enabled": True, "consecutive_above": 3, "observe_for": "10s"},
         "memory": {"enabled": True, "above": "95%", "for": "0s"},
         "db_pool": {"enabled": True, "in_use_at_least": "100%", "for": "0s"},
     },
@@ -451,6 +451,9 @@ class PoolTrigger:
 class CountTrigger:
     enabled: bool
     consecutive_above: int
+    # How long a rollout's health gate watches a restarted service at least (a crash loop
+    # answers between its deaths): the roles' *_health_observe default.
+    observe_for_seconds: int = 10
 
 
 @dataclass(frozen=True)
@@ -867,7 +870,7 @@ def _read_triggers(checker: _Checker, value: Any) -> Triggers:
     }
     count = sections.get("health_check_failures", {})
     path = "triggers.health_check_failures"
-    checker.known_keys(count, ("enabled", "consecutive_above"), path)
+    checker.known_keys(count, ("enabled", "consecutive_above", "observe_for"), path)
     pool = sections.get("db_pool", {})
     checker.known_keys(pool, ("enabled", "in_use_at_least", "for"), "triggers.db_pool")
     return Triggers(
@@ -879,6 +882,9 @@ def _read_triggers(checker: _Checker, value: Any) -> Triggers:
             enabled=checker.boolean(count.get("enabled"), f"{path}.enabled"),
             consecutive_above=checker.integer(
                 count.get("consecutive_above"), f"{path}.consecutive_above", 0, 1000
+            ),
+            observe_for_seconds=checker.parsed(
+                parse_duration, count.get("observe_for", "10s"), f"{path}.observe_for", 0
             ),
         ),
         memory=_read_threshold(checker, sections.get("memory", {}), "memory"),

@@ -32,6 +32,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     MANIFEST_NAME,
     META_NAME,
     append_log,
+    blame,
     log_entry,
     read_log,
     release_id,
@@ -54,7 +55,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "build_timeout": {"type": "int", "default": 600},
     "shared_paths": {"type": "list", "elements": "str", "default": []},
     "keep": {"type": "int", "default": 5},
-    "previous_state": {"type": "str", "default": "good", "choices": ["good", "bad"]},
+    "previous_state": {"type": "str", "default": "good", "choices": ["good", "bad", "suspect"]},
     "mark": {"type": "str", "choices": ["good", "bad"]},
     "event": {"type": "str", "default": "deploy"},
     "reason": {"type": "str"},
@@ -67,6 +68,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "service": rollout.SERVICE_SPEC,
     "health": rollout.HEALTH_SPEC,
     "keep_lock": {"type": "bool", "default": False},
+    "proven_healthy": {"type": "bool", "default": False},
     "wait": {"type": "int", "default": 0},
 }
 REQUIRED_IF: list[tuple[str, str, list[str]]] = [
@@ -607,7 +609,7 @@ def roll_out(
     phases.append(switch_phase)
 
     service = p["service"] if switched["changed"] else None  # already current: no restart
-    mark = "bad"
+    mark = "suspect"  # until the evidence says more (judge_target)
     try:
         cause = rollout.restart_and_gate(service, p["health"], phases, result, watch)
     except controller_watch.ControllerLost as lost:
@@ -635,6 +637,65 @@ def roll_out(
             rollout.phase("revert", started, "changed" if done else "failed", result["revert_msg"])
         )
         timings["revert"] = phases[-1]["seconds"]
+        if "controller_lost" not in result:
+            judge_target(p, switched, result, done)
+
+
+def judge_target(
+    p: dict[str, Any], switched: dict[str, Any], result: dict[str, Any], reverted: bool
+) -> None:
+    """After a failed gate and a switch back: is the release the host left bad? Re-checks the
+    release it had (rollout.recheck), marks the target bad only with evidence
+    (releases.blame), and says why and what to run next in the result and the message."""
+    had_healthy: bool | None = None
+    if reverted:
+        had = rollout.recheck(p["service"], p["health"], result["phases"])
+        if had is not None:
+            result["had_health"] = had
+            had_healthy = bool(had["healthy"])
+    rid, tag = switched["release"], switched.get("after", {}).get("tag") or switched["release"]
+    verdict = blame(result.get("failure"), had_healthy, bool(p.get("proven_healthy")))
+    if verdict["state"] == "bad":
+        append_log(
+            p["app_root"],
+            [
+                log_entry(
+                    rid,
+                    p["tag"] or "",
+                    p["commit"] or "",
+                    "bad",
+                    "gate_failed",
+                    run_id=p["run_id"],
+                    user=p["user"],
+                    reason=f"{verdict['why']}: {result['cause']}"[:300],
+                )
+            ],
+        )
+    result["verdict"] = {"release": rid, "failure": result.get("failure"), **verdict}
+    result["next"] = next_step(verdict["state"], had_healthy, bool(p.get("proven_healthy")), rid, p)
+    result["revert_msg"] += (
+        f" {tag} is marked {verdict['state']} on this host: {verdict['why']}. {result['next']}"
+    )
+
+
+def next_step(
+    state: str, had_healthy: bool | None, proven: bool, rid: str, p: dict[str, Any]
+) -> str:
+    """What an operator runs next after a failed gate, in words."""
+    if state == "bad":
+        return (
+            "Next: roll back to a release that is not bad (level 3 skips bad ones), or fix "
+            "this one; to clear the mark: ansible HOST -m sre.rollback.release -a "
+            f"'app_root={p['app_root']} state=marked release={rid} mark=good'."
+        )
+    if had_healthy is False:
+        return (
+            "Next: fix what the release it had fails on too (its health answer above; a "
+            "dependency?), then run the same level again."
+        )
+    if proven:
+        return "Next: look at this host (service log, disk, network), then run again for it."
+    return "Next: run the same level again once the cause is fixed."
 
 
 def state_before(app_root: str, rid: str) -> str:

@@ -17,7 +17,14 @@ LOG_NAME = "releases.log"
 META_NAME = ".release.json"
 MANIFEST_NAME = ".release-manifest.json"
 DEFAULT_STABLE_PATTERN = r"-stable$"
-STATES = ("current", "good", "bad")
+# suspect: its health gate failed on a host, for a reason not proven to be the release's
+# (the release the host had failed too, it was healthy on another host, the controller went
+# away): still a candidate target, unlike bad.
+STATES = ("current", "good", "bad", "suspect")
+# What made a health gate fail, as the gate and the restart report it (module_utils health,
+# rollout); the first three are the release's own behaviour, when the release the host had
+# is healthy again after the switch back.
+RELEASE_FAULTS = ("crashed", "restart_failed", "unhealthy", "no_answer", "timed_out")
 
 _VERSION_RE = re.compile(r"^[^\d]*(\d+(?:\.\d+)*)(.*)$")
 
@@ -96,6 +103,50 @@ def append_log(app_root: str, entries: list[dict[str, Any]]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def blame(failure: str | None, had_healthy: bool | None, proven_elsewhere: bool) -> dict[str, str]:
+    """Whether a failed gate proves the release bad: {state: bad|suspect, why}.
+
+    A release is marked bad only with evidence against it: it failed by its own behaviour
+    (crashed, failed to start, answered unhealthy or not at all) while the release the host
+    had is healthy again after the switch back. Counter-evidence keeps it a suspect: it is
+    healthy on another host of this run (a problem of this host), or the release the host had
+    fails too (a dependency is down: not the release's fault). When the release it had
+    could not be checked (no health gate for it, step-by-step rollouts), only a crash counts.
+    """
+    if proven_elsewhere:
+        return {
+            "state": "suspect",
+            "why": "it passed its health gate on another host of this run: the fault is this "
+            "host's, not the release's",
+        }
+    if failure not in RELEASE_FAULTS:
+        return {
+            "state": "suspect",
+            "why": f"the gate did not fail by the change's own behaviour ({failure or 'unknown'})",
+        }
+    if had_healthy is False:
+        return {
+            "state": "suspect",
+            "why": "what the host had before fails its health gate too: the fault is outside "
+            "the change (a dependency down, the host unwell)",
+        }
+    if had_healthy is None and failure not in ("crashed", "restart_failed"):
+        return {
+            "state": "suspect",
+            "why": f"{failure.replace('_', ' ')}, and what the host had before was not "
+            "re-checked: not proven to be the change's fault",
+        }
+    evidence = {
+        "crashed": "it crashed",
+        "restart_failed": "it failed to start",
+        "unhealthy": "it answered unhealthy",
+        "no_answer": "it did not answer",
+        "timed_out": "it was not healthy long enough",
+    }[failure]
+    tail = " while what the host had before is healthy again" if had_healthy else ""
+    return {"state": "bad", "why": f"{evidence}{tail}"}
 
 
 def bad_tags(hosts_releases: list[dict[str, Any]]) -> set[str]:
@@ -272,7 +323,7 @@ def plan_target(
             f"is not on disk there, but {_unreachable_note(unreachable)}. Restore access to "
             "the repository (or point release_repo at a reachable mirror), or name a release "
             "that every host has on disk with -e release_target=TAG ("
-            f"{', '.join(sorted(on_every_host, key=version_key, reverse=True)) or 'none'}).",
+            f"{', '.join(sorted(on_every_host, key=version_key, reverse=True)) or _NONE_ON_DISK}).",
         }
     chosen = "" if reached else "the target was chosen among the releases recorded on the hosts, "
     plan.update(
@@ -284,6 +335,9 @@ def plan_target(
         "verifies the release's files against its build manifest before the switch",
     )
     return plan
+
+
+_NONE_ON_DISK = "there is none: no other release is on disk on every host"
 
 
 def _recorded(info: dict[str, Any]) -> dict[str, str]:

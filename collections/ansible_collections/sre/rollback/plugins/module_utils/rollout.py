@@ -63,7 +63,8 @@ def restart_and_gate(
     watch: controller_watch.ControllerWatch | None = None,
 ) -> str | None:
     """Restart (when a service is given), then wait until healthy (when a health gate is
-    given). Appends the phases, sets result["restart"] and result["health"], and returns
+    given). Appends the phases, sets result["restart"] and result["health"] (and
+    result["failure"], the kind of failure: restart_failed, or the gate's), and returns
     None when the host is healthy, else the cause (a sentence). With a watch, raises
     ControllerLost before the restart, after it, or between the gate's polls when the
     controller is gone (a restart in progress is finished first)."""
@@ -76,6 +77,7 @@ def restart_and_gate(
             result["restart"] = services.restart(service)
         except services.ServiceError as exc:
             cause = f"the restart failed: {exc}"
+            result["failure"] = "restart_failed"
             phases.append(phase("restart", started, "failed", cause))
             timings["restart"] = phases[-1]["seconds"]
             return cause
@@ -83,6 +85,8 @@ def restart_and_gate(
         timings["restart"] = phases[-1]["seconds"]
     if not health:
         return None
+    if not health.get("unit") and services.unit_to_watch(service):
+        health = {**health, "unit": services.unit_to_watch(service)}  # see its restarts
     started = time.monotonic()
     if watch is not None:
         watch.check("health")
@@ -93,7 +97,39 @@ def restart_and_gate(
     result["health"] = checked
     timings["health"] = checked["elapsed"]
     phases.append(phase("health", started, "ok" if checked["healthy"] else "failed", problem or ""))
+    if not checked["healthy"]:
+        result["failure"] = checked["failure"]
     return problem
+
+
+# How long what a host had may take to answer well again after it was put back, when the
+# gate checks whether it fails too (then the fault is not the change's).
+RECHECK_DEADLINE = 15.0
+
+
+def recheck(
+    service: Mapping[str, Any] | None,
+    health: Mapping[str, Any] | None,
+    phases: list[dict[str, Any]],
+) -> dict[str, Any] | None:
+    """After a failed gate and putting back what the host had: gate it again (the same gate,
+    no observation window, RECHECK_DEADLINE at most) and add a ``recheck`` phase. Returns
+    {healthy, attempts, last_error}, or None without a gate. Whether what the host had is
+    healthy is the evidence for or against the change (module_utils releases.blame)."""
+    if not health:
+        return None
+    started = time.monotonic()
+    gate = {
+        **health,
+        "observe": 0.0,
+        "deadline": min(float(health.get("deadline") or 60.0), RECHECK_DEADLINE),
+        "unit": health.get("unit") or services.unit_to_watch(service),
+    }
+    checked = health_gate.wait_healthy(gate)
+    phases.append(
+        phase("recheck", started, "ok" if checked["healthy"] else "failed", checked["msg"])
+    )
+    return {k: checked[k] for k in ("healthy", "attempts", "last_error")}
 
 
 def restart_back(service: Mapping[str, Any] | None, what: str) -> tuple[bool, str]:

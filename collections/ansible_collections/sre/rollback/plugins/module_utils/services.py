@@ -108,6 +108,49 @@ def restart(spec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# What the health gate watches of a systemd service to see it crash and come back: a
+# crash-looping service answers /health between its deaths, so answers alone can pass it.
+SYSTEMD_WATCH = ("ActiveState", "SubState", "MainPID", "NRestarts")
+
+
+def systemd_state(name: str) -> dict[str, Any] | None:
+    """The unit's state ({active, sub, main_pid, restarts}), or None when systemd cannot say
+    (no systemctl, no such unit)."""
+    systemctl = shutil.which("systemctl")
+    if not systemctl or not name:
+        return None
+    try:
+        proc = subprocess.run(
+            [systemctl, "show", f"--property={','.join(SYSTEMD_WATCH)}", "--", name],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    values = dict(line.partition("=")[::2] for line in proc.stdout.splitlines() if "=" in line)
+    if proc.returncode != 0 or not values.get("ActiveState"):
+        return None
+    try:
+        return {
+            "active": values["ActiveState"],
+            "sub": values.get("SubState", ""),
+            "main_pid": int(values.get("MainPID") or 0),
+            "restarts": int(values.get("NRestarts") or 0),
+        }
+    except ValueError:
+        return None
+
+
+def unit_to_watch(spec: Mapping[str, Any] | None) -> str | None:
+    """The systemd unit whose restarts the health gate watches (None: not a systemd service)."""
+    if spec and spec.get("manager") == "systemd" and spec.get("name"):
+        return str(spec["name"])
+    return None
+
+
 def describe(spec: Mapping[str, Any]) -> str:
     """How the service is restarted, for plans and messages."""
     if spec.get("manager") == "systemd":

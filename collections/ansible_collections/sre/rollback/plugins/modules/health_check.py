@@ -70,6 +70,17 @@ options:
     description: Keys of the JSON body and the values they must have.
     type: dict
     default: {}
+  observe:
+    description:
+      - Seconds the gate watches at least before it passes, so that a service that dies every
+        few seconds is seen dying (with O(unit)).
+    type: float
+    default: 0.0
+  unit:
+    description:
+      - A systemd service to watch while polling; a restart (C(NRestarts) grows), a new main
+        process or a failed unit fails the gate at once (C(failure=crashed)).
+    type: str
   skip_in_check_mode:
     description: Do not poll in check mode (the service was not really restarted).
     type: bool
@@ -111,12 +122,18 @@ last_error:
   description: What the last failed attempt saw.
   returned: always
   type: str
+failure:
+  description:
+    - Why the gate failed, null when healthy. C(crashed) (the unit restarted or died),
+      C(unhealthy) (it answered, badly), C(no_answer) (nothing answered), C(timed_out) (it
+      answered well, not long enough in a row before the deadline).
+  returned: always
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.sre.rollback.plugins.module_utils.health import (
-    DEFAULTS,
     OPTIONS,
     check_url,
     wait_healthy,
@@ -147,7 +164,7 @@ def main() -> None:
             last_error="",
             msg="check mode: health check not run",
         )
-    result = wait_healthy({key: p[key] for key in ("url", *DEFAULTS)})
+    result = wait_healthy({key: p[key] for key in OPTIONS})
     msg = result.pop("msg")
     if not result["healthy"]:
         module.fail_json(msg=msg, **result)

@@ -19,14 +19,14 @@ description:
   - C(state=switched) takes the application lock, makes sure the release is on disk and
     intact (its recorded commit and file manifest match; the fast path), otherwise builds it
     from the git tag (the rebuild path; a damaged copy is moved aside, never deleted, once
-    the new build is ready: a failed build leaves the host as it was),
+    the new build is ready, so a failed build leaves the host as it was),
     switches C(current) with an atomic rename, records the change in the release log and
     prunes old releases. All of it is one module call, so a rollback costs one task per host.
   - C(state=rolled_out) is the whole rollout of one host in one call, C(state=switched) then
     a restart of the service (I(service)) then the health gate (I(health)). When the restart
-    or the health gate fails, it switches back to the release C(current) had, records the
-    target as bad, restarts the service on the old release and fails with a message that
-    says so. The lock is released before it returns, on every path (unless I(keep_lock)).
+    or the health gate fails, it switches back to the release C(current) had, restarts the
+    service on it and fails with a message that says so. The target is recorded as bad only
+    with evidence against it (see I(proven_healthy)), else as C(suspect). The lock is released before it returns, on every path (unless I(keep_lock)).
   - C(state=present) does the same without switching (to run hooks against the built release).
   - C(state=marked) records a release as good or bad. C(state=unlocked) releases the lock
     held by a run, never while the host-side call that holds it still runs (see I(wait)).
@@ -91,9 +91,12 @@ options:
     type: int
     default: 5
   previous_state:
-    description: State recorded for the release that C(current) pointed at before the switch.
+    description:
+      - State recorded for the release that C(current) pointed at before the switch.
+      - C(suspect) (a switch back after a failed gate without evidence against the release)
+        keeps it a candidate target, unlike C(bad).
     type: str
-    choices: [good, bad]
+    choices: [good, bad, suspect]
     default: good
   mark:
     description: State to record with C(state=marked).
@@ -131,12 +134,30 @@ options:
   tags_pattern:
     description: With C(state=inspect), report the repository tags matching this regex.
     type: str
+  proven_healthy:
+    description:
+      - With C(state=rolled_out), the release already passed its health gate on another host
+        of this run; a failed gate here is then this host's problem, and the release is not
+        marked bad (C(verdict)).
+      - Otherwise, after a failed gate and the switch back, the release the host had is
+        re-checked with the same gate (15 s at most); the release is marked bad only when it
+        failed by its own behaviour (crashed, failed to start, answered unhealthy or not at
+        all) while the release the host had is healthy again, else C(suspect).
+    type: bool
+    default: false
   keep_lock:
     description:
       - With C(state=rolled_out), keep the lock after the call, for tasks that must run
         under it (an after-health hook); the caller drops it with C(state=unlocked).
     type: bool
     default: false
+  wait:
+    description:
+      - With C(state=unlocked), seconds to wait for a call of this run that still holds the
+        lock on the host (finishing or undoing its step) to end first. The lock is never
+        released while that call runs.
+    type: int
+    default: 0
 """
 
 EXAMPLES = r"""
@@ -151,13 +172,6 @@ EXAMPLES = r"""
     shared_paths: [uploads]
     previous_state: bad
     event: rollback
-  wait:
-    description:
-      - With C(state=unlocked), seconds to wait for a call of this run that still holds the
-        lock on the host (finishing or undoing its step) to end first. The lock is never
-        released while that call runs.
-    type: int
-    default: 0
     run_id: "{{ rollback_run_id }}"
 
 - name: Switch, restart and health-check in one call; switch back when unhealthy
@@ -227,6 +241,27 @@ revert_msg:
   description: What was done about a failure (switched back and restarted, or left as it was).
   returned: when state=rolled_out failed
   type: str
+failure:
+  description:
+    - What kind of failure stopped the rollout of this host; C(restart_failed), or the
+      gate's (C(crashed), C(unhealthy), C(no_answer), C(timed_out)).
+  returned: when state=rolled_out failed in its restart or health gate
+  type: str
+verdict:
+  description:
+    - After a failed gate and a switch back, whether the release is marked C(bad) on this
+      host or left C(suspect), and why (C(release), C(failure), C(state), C(why)).
+  returned: when state=rolled_out switched back after a failed restart or gate
+  type: dict
+  sample: {release: v1.3.0-g0a1b2c3d4e, failure: crashed, state: bad, why: it crashed while the release the host had is healthy again}
+next:
+  description: What an operator runs next, in words (also at the end of C(msg)).
+  returned: when verdict is returned
+  type: str
+had_health:
+  description: The re-check of the release the host had, after the switch back (healthy, attempts, last_error).
+  returned: when verdict is returned and a health gate is set
+  type: dict
 phases:
   description:
     - The phases of the call in order (build, switch, restart, health, revert, unlock), each
@@ -264,19 +299,6 @@ pruned:
   description: Release directories removed by retention.
   returned: when state=switched
   type: list
-"""
-
-from ansible_collections.sre.rollback.plugins.module_utils import ops_module, release_ops
-
-
-def main() -> None:
-    # The work is in module_utils/release_ops.py; the collection's action plugin of the same name
-    # usually runs it without AnsibleModule (see there), this is the fallback path.
-    ops_module.run(release_ops)
-
-
-if __name__ == "__main__":
-    main()
 outcome:
   description:
     - How the call ended when it did not simply complete (C(stopped before switch),
@@ -299,3 +321,16 @@ busy:
   description: The live host-side process that holds the lock, when it was therefore left in place.
   returned: when state=unlocked and a call of this run still runs
   type: dict
+"""
+
+from ansible_collections.sre.rollback.plugins.module_utils import ops_module, release_ops
+
+
+def main() -> None:
+    # The work is in module_utils/release_ops.py; the collection's action plugin of the same name
+    # usually runs it without AnsibleModule (see there), this is the fallback path.
+    ops_module.run(release_ops)
+
+
+if __name__ == "__main__":
+    main()
