@@ -123,7 +123,7 @@ def test_blame_needs_evidence(
     verdict = releases.blame(failure, had_healthy, proven)
     assert verdict["state"] == state, verdict
     assert verdict["why"]
-    assert release_blame(failure, had_healthy, proven) == state
+    assert release_blame(failure, had_healthy, proven) == verdict
 
 
 def test_a_suspect_release_stays_a_candidate_and_a_bad_one_does_not() -> None:

@@ -178,10 +178,10 @@ def _elapsed(hvars: Mapping[str, Any], now: float) -> float | None:
 
 def release_blame(
     failure: str | None, had_healthy: bool | None = None, proven_elsewhere: bool = False
-) -> str:
-    """The state a release whose health gate failed is left in: bad only with evidence
-    (module_utils releases.blame), else suspect."""
-    return blame(failure or None, had_healthy, bool(proven_elsewhere))["state"]
+) -> dict[str, str]:
+    """What a failed health gate says of the release ({state: bad|suspect, why}): bad only
+    with evidence (module_utils releases.blame)."""
+    return blame(failure or None, had_healthy, bool(proven_elsewhere))
 
 
 def version_sort(tags: list[str]) -> list[str]:
