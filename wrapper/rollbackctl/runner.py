@@ -183,7 +183,6 @@ def runner_env(request: PlaybookRequest) -> dict[str, str]:
         "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
-        "ROLLBACK_CONTROLLER_PID": str(os.getpid()),
         **request.env,
     }
 
