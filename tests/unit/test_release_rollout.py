@@ -416,6 +416,8 @@ def level3(app: dict[str, Any], tmp_path: Path, *extra: str) -> tuple[int, str, 
                 "release_health_url": app["url"],
                 "release_health_interval": 0.05,
                 "release_health_deadline": 3,
+                # The policy's observation window (10 s by default) kept short here.
+                "release_health_observe": 0.5,
             }
         )
     )
