@@ -63,9 +63,9 @@ STYLES = {
     "failed": "bold red",
     "unreachable": "bold red",
     "canceled": "magenta",
+    "unknown": "bold magenta",
 }
 BAD = ("failed", "unreachable", "canceled", "unknown")
-    "unknown": "bold magenta",
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,8 +327,6 @@ class RunState:
             state.status = "ok" if state.tasks else "skipped"
         return [PhaseChange(host, phase, state)]
 
-    def close_all(self, status: str | None = None) -> list[PhaseChange]:
-        """Every phase still open is over: finished normally, or ``status`` (canceled)."""
     def in_flight(self) -> dict[str, str]:
         """Host -> the phase still open (a task whose result has not come back)."""
         with self.lock:
@@ -338,6 +336,8 @@ class RunState:
                 if self.hosts[host][phase].finished is None
             }
 
+    def close_all(self, status: str | None = None) -> list[PhaseChange]:
+        """Every phase still open is over: finished normally, or ``status`` (canceled)."""
         with self.lock:
             changes = []
             for host, phase in list(self.current.items()):

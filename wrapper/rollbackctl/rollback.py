@@ -308,10 +308,23 @@ def execute(
 def _outcome(prepared: Prepared, result: PlaybookResult, redactor: Redactor) -> Outcome:
     record = _record_of(prepared, result)
     status = str(record.get("status"))
+    if result.canceled or result.killed:
+        # What each host really did, as the hosts say it (runner.settle).
+        ends = {host: end.data() for host, end in result.ends.items()}
+        records.settled(record, ends, result.in_flight, killed=result.killed)
     if result.canceled:
         status = record["status"] = "canceled"
         for line in result.cleanup:
             records.note(record, f"after the cancel: {line}")
+    elif result.killed:
+        status = record["status"] = "killed"
+        records.note(
+            record,
+            f"ansible-playbook ended without finishing its record (rc {result.rc}): the "
+            "results of hosts in flight are the hosts' own (journal) or unknown",
+        )
+        for line in result.cleanup:
+            records.note(record, f"after the kill: {line}")
     elif status == "running":  # the callback never saw the end
         status = record["status"] = "failed"
         records.note(record, f"ansible-playbook ended without finishing (rc {result.rc})")
@@ -358,6 +371,10 @@ def _summary(record: dict[str, Any], result: PlaybookResult, code: int) -> str:
         return f"Rollback {what} in {duration}: {len(hosts)} host(s) ok."
     if code == EXIT_CANCELED:
         return f"Rollback canceled after {duration}. " + "; ".join(result.cleanup)
+    if result.killed:
+        return f"Rollback KILLED after {duration} (ansible-playbook died). " + "; ".join(
+            result.cleanup
+        )
     if code == EXIT_BAD_INPUT:
         if result.no_hosts:
             return (
@@ -410,23 +427,10 @@ def warn_failed_deliveries(notifier: Notifier, console: Console) -> None:
 
 def run_level(options: RunOptions, console: Console, stream: TextIO) -> Outcome:
     """``rollbackctl run``: start messages, the level, the record, closing messages."""
-    if result.canceled or result.killed:
-        # What each host really did, as the hosts say it (runner.settle).
-        ends = {host: end.data() for host, end in result.ends.items()}
-        records.settled(record, ends, result.in_flight, killed=result.killed)
     prepared = prepare(options)
     redactor = redactor_for(options.extra_vars)
     notifier = make_notifier(prepared, stream, redactor)
     context = context_for(prepared)
-    elif result.killed:
-        status = record["status"] = "killed"
-        records.note(
-            record,
-            f"ansible-playbook ended without finishing its record (rc {result.rc}): the "
-            "results of hosts in flight are the hosts' own (journal) or unknown",
-        )
-        for line in result.cleanup:
-            records.note(record, f"after the kill: {line}")
     send_start(notifier, prepared.policy, context)
     warn_failed_deliveries(notifier, console)
     if notifier.dry_run:
@@ -454,7 +458,3 @@ def show_outcome(outcome: Outcome, console: Console) -> None:
 
 def outcome_json(outcome: Outcome) -> str:
     return json.dumps(outcome.record, indent=2, sort_keys=True, default=str)
-    if result.killed:
-        return f"Rollback KILLED after {duration} (ansible-playbook died). " + "; ".join(
-            result.cleanup
-        )
