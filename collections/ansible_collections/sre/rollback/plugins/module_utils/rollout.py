@@ -126,9 +126,9 @@ def recheck(
         "unit": health.get("unit") or services.unit_to_watch(service),
     }
     checked = health_gate.wait_healthy(gate)
-    phases.append(
-        phase("recheck", started, "ok" if checked["healthy"] else "failed", checked["msg"])
-    )
+    # Evidence, not a step that failed: the host's failed phase stays the one that went wrong.
+    said = "healthy" if checked["healthy"] else f"unhealthy too: {checked['msg']}"
+    phases.append(phase("recheck", started, "ok", said))
     return {k: checked[k] for k in ("healthy", "attempts", "last_error")}
 
 
