@@ -21,6 +21,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ansible_collections.sre.rollback.plugins.module_utils.redaction import mask_urls
+
 PHASE_ORDER = (
     "preflight",
     "plan",
@@ -377,7 +379,7 @@ def _steps(data: Mapping[str, Any]) -> list[tuple[str, str, float, str]]:
             str(step["phase"]),
             str(step.get("status") or "ok"),
             float(step.get("seconds") or 0.0),
-            str(step.get("msg") or ""),
+            mask_urls(str(step.get("msg") or "")),
         )
         for step in reported
         if isinstance(step, Mapping) and step.get("phase")
@@ -386,7 +388,8 @@ def _steps(data: Mapping[str, Any]) -> list[tuple[str, str, float, str]]:
 
 def _message(data: Mapping[str, Any]) -> str:
     result = data.get("res") or {}
-    return str(result.get("msg") or result.get("stderr") or "")[:300]
+    # A message can quote a URL with credentials (a repository, a health URL): masked.
+    return mask_urls(str(result.get("msg") or result.get("stderr") or ""))[:300]
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,11 @@ Two passes, used by the run-record callback and by the ``rollbackctl`` wrapper a
   ``db_password``, ``ROLLBACK_WEBHOOK_URL``...) is replaced by ``********``;
 * by value: the values of secret-looking environment variables and extra vars are
   replaced wherever they appear inside other text (an error message that quotes a URL, a
-  command line, a log line).
+  command line, a log line);
+* in URLs: the credentials of any URL inside any text (``http://user:password@host``,
+  ``postgresql://app:pw@db/app``) and the values of token-like query parameters
+  (``?token=``, ``access_token``, ``api_key``, ``sig``...) are masked, whatever the
+  variable the URL came from (``release_repo``, a health or webhook URL, a DSN).
 
 Standard library only.
 """
@@ -28,6 +32,29 @@ SECRET_NAME = re.compile(
 MIN_SECRET_LENGTH = 6
 """Shorter values are not hunted for inside other text: ``true`` or ``1`` would mask half
 of a record. Values under a secret-looking key are masked whatever their length."""
+
+
+URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#@'\"<>]+)@")
+"""``scheme://userinfo@``: the userinfo (``user:password``, or a bare token) is credentials."""
+
+SECRET_QUERY = re.compile(
+    r"(?P<name>[?&;](?:[A-Za-z0-9_.-]*[_.-])?(?:token|access_token|api_?key|apikey|key|"
+    r"password|passwd|pwd|secret|sig|signature|auth|authorization|credential|credentials|"
+    r"client_secret|private_token)=)(?P<value>[^&#\s'\"<>]+)",
+    re.IGNORECASE,
+)
+"""A query parameter whose value is a credential (``?token=...``, ``&X-Amz-Signature=...``)."""
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked: the userinfo as
+    ``********@`` (the user too: a bare token often sits there) and the values of
+    token-like query parameters."""
+    if "@" in text:
+        text = URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    if "=" in text:
+        text = SECRET_QUERY.sub(lambda m: f"{m.group('name')}{MASK}", text)
+    return text
 
 
 def is_secret_name(name: Any) -> bool:
@@ -75,7 +102,7 @@ class Redactor:
         for secret in self.values:
             if secret in value:
                 value = value.replace(secret, MASK)
-        return value
+        return mask_urls(value)
 
     def data(self, value: Any, by_name: bool = True) -> Any:
         """A copy of ``value`` with secrets masked; ``by_name`` also masks whole values of
@@ -94,4 +121,4 @@ class Redactor:
         return value
 
     def found_in(self, text: str) -> bool:
-        return any(secret in text for secret in self.values)
+        return any(secret in text for secret in self.values) or mask_urls(text) != text

@@ -38,6 +38,8 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
+from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
+
 display = Display()
 
 PREFIX = "ansible_collections.sre.rollback.plugins.module_utils"
@@ -237,6 +239,13 @@ class StdlibModuleAction(ActionBase):  # type: ignore[misc]
     _supports_async = True
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        # An argument can be a URL with credentials (release_repo, a health or flag service
+        # URL) that a message or a result quotes: masked before Ansible prints, registers or
+        # records it. URLs without credentials are left as they are.
+        masked: dict[str, Any] = Redactor().data(self._run_checked(tmp, task_vars), by_name=False)
+        return masked
+
+    def _run_checked(self, tmp: Any, task_vars: dict[str, Any] | None) -> dict[str, Any]:
         result: dict[str, Any] = super().run(tmp, task_vars)
         del tmp
         task_vars = task_vars or {}
