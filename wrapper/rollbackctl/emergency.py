@@ -58,6 +58,8 @@ from rollbackctl.rollback import (
     BadInput,
     Outcome,
     RunOptions,
+    check_limit,
+    check_targets,
     environment_name,
     execute,
     load_run_policy,
@@ -127,6 +129,9 @@ def run_emergency(
     console: Console,
     stream: TextIO,
 ) -> EmergencyResult:
+    # Before the decision and its messages: bad input changes nothing and tells no one.
+    check_targets(base)
+    check_limit(base)
     decision, policy = decide_incident(base, severity, impact, time_to_fix)
     console.print(f"[bold]Decision:[/] {decision.summary}.", highlight=False)
     console.print(decision.reason, highlight=False)

@@ -7,7 +7,11 @@ level range (rollbackctl.emergency).
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,6 +56,7 @@ from rollbackctl.runner import (
     CancelSwitch,
     PlaybookRequest,
     PlaybookResult,
+    inventory_args,
     redactor_for,
     run_playbook,
 )
@@ -137,6 +142,32 @@ TARGET_VARIABLES = {
     4: "database_target_revision",
 }
 
+# The variables that name a level's target, what to give, and what leaving it out does. Given
+# empty (`--target "$UNSET"`, `-e release_target=`) they are refused: an empty target must
+# not quietly become the default one.
+TARGET_INPUTS = {
+    "feature_flag_names": (
+        "the flag(s) to set (new_checkout or a,b)",
+        "level 1 has no default: it needs the flags",
+    ),
+    "config_target": (
+        "a config revision (r0003-1a2b3c4d)",
+        "leave it out to go back to the previous revision",
+    ),
+    "release_target": (
+        "a release tag or id (v1.2.3-stable)",
+        "leave it out to roll back to the newest stable release older than the current one",
+    ),
+    "database_target_revision": (
+        "a database revision (20240101120000)",
+        "leave it out to only restore database_restore_backup",
+    ),
+    "database_restore_backup": (
+        "a backup name (prod-2024-01-15)",
+        "leave it out to only migrate down to database_target_revision",
+    ),
+}
+
 
 def new_run_id(level: int) -> str:
     return run_identity.new_run_id(f"l{level}")
@@ -205,6 +236,75 @@ def _check_inventory(inventory: str) -> None:
     )
 
 
+def _blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list | tuple):
+        return all(_blank(item) for item in value)
+    return isinstance(value, dict) and not value
+
+
+def check_targets(options: RunOptions) -> None:
+    """Refuse a target given empty: ``--target ""`` or ``-e release_target=`` (an unset
+    shell variable) must not roll back to the default target."""
+    if options.target is not None and not options.target.strip():
+        level = options.level if options.decision is None and options.level else 3
+        what, left_out = TARGET_INPUTS[TARGET_VARIABLES.get(level, "release_target")]
+        raise BadInput(
+            f"--target is empty (an unset shell variable?): give {what}, or {left_out} "
+            "(without --target). Nothing was changed."
+        )
+    blank = [name for name in TARGET_INPUTS if name in options.extra_vars]
+    blank = [name for name in blank if _blank(options.extra_vars[name])]
+    if blank:
+        raise BadInput(
+            " ".join(
+                f"-e {name} is empty (an unset shell variable?): give {TARGET_INPUTS[name][0]}, "
+                f"or {TARGET_INPUTS[name][1]}."
+                for name in blank
+            )
+            + " Nothing was changed."
+        )
+
+
+def check_limit(options: RunOptions) -> None:
+    """Refuse a ``--limit`` that matches no host of the inventory (ansible-playbook would stop
+    with no reason the wrapper could show, after the start messages went out)."""
+    if options.limit and not limit_hosts(options.project, options.inventory, options.limit):
+        raise BadInput(
+            f"--limit {options.limit!r} matches no host of the inventory {options.inventory}: "
+            "check the host or group names (ansible-inventory -i INVENTORY --graph). "
+            "Nothing was changed."
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def limit_hosts(project: Project, inventory: str, limit: str) -> tuple[str, ...]:
+    """The inventory's hosts that ``limit`` selects (``ansible all --list-hosts``); every
+    host when the inventory cannot be read here (the run then says why)."""
+    binary = Path(sys.executable).parent / "ansible"
+    command = [str(binary) if binary.exists() else "ansible", "all", "--list-hosts"]
+    env = dict(os.environ, ANSIBLE_CONFIG=str(project.ansible_cfg))
+    try:
+        proc = subprocess.run(
+            [*command, *inventory_args(inventory), "--limit", limit],
+            cwd=project.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ("?",)
+    if proc.returncode != 0 and "no hosts" not in proc.stderr + proc.stdout:
+        return ("?",)
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    return tuple(line for line in lines if line and not line.startswith("hosts ("))
+
+
 def _times(options: RunOptions) -> dict[str, str | None]:
     now = utcnow()
     given = {
@@ -233,6 +333,8 @@ def prepare(options: RunOptions) -> Prepared:
     if playbook is None:
         raise BadInput(options.project.missing_level_message(options.level))
     _check_inventory(options.inventory)
+    check_targets(options)
+    check_limit(options)
     if options.users_affected is not None and options.users_affected < 0:
         raise BadInput("--users-affected must be 0 or more")
     times = _times(options)
@@ -335,7 +437,7 @@ def _outcome(prepared: Prepared, result: PlaybookResult, redactor: Redactor) -> 
         records.note(record, result.error)
     record.setdefault("policy", policy_snapshot(prepared.policy))
     records.save(result.record_path, record, redactor)
-    code = exit_code(status, result)
+    code = exit_code(status, result, record)
     return Outcome(code, status, record, result.record_path, result, _summary(record, result, code))
 
 
@@ -352,14 +454,29 @@ def _record_of(prepared: Prepared, result: PlaybookResult) -> dict[str, Any]:
     )
 
 
-def exit_code(status: str, result: PlaybookResult | None) -> int:
+def exit_code(
+    status: str, result: PlaybookResult | None, record: dict[str, Any] | None = None
+) -> int:
     if status == "canceled" or (result is not None and result.canceled):
         return EXIT_CANCELED
     if status == "ok":
         return EXIT_OK
     if status == "empty" or (result is not None and (result.no_hosts or result.bad_options)):
         return EXIT_BAD_INPUT
+    if status == "failed" and record is not None and refused_inputs(record):
+        return EXIT_BAD_INPUT
     return EXIT_FAILED
+
+
+def refused_inputs(record: dict[str, Any]) -> bool:
+    """The level refused its inputs before it changed anything: every host that failed, failed
+    in its preflight (the role's input checks, level 3's named target that the repository
+    does not have, level 4's missing confirmation), and no task changed anything."""
+    hosts = (record.get("hosts") or {}).values()
+    failed = [host for host in hosts if host.get("status") == "failed"]
+    if not failed or any(host.get("failed_phase") != "preflight" for host in failed):
+        return False
+    return not any(task.get("changed") for task in record.get("tasks") or [])
 
 
 def _summary(record: dict[str, Any], result: PlaybookResult, code: int) -> str:
@@ -381,6 +498,9 @@ def _summary(record: dict[str, Any], result: PlaybookResult, code: int) -> str:
                 "No host of the inventory matched the level's hosts (the `app` group, or "
                 "--hosts PATTERN): nothing was changed."
             )
+        refusals = sorted({str(hosts[h].get("msg") or "") for h in bad} - {""})
+        if refusals:
+            return "Refused (bad input, nothing was changed): " + " ".join(refusals)
         return f"ansible-playbook refused the options (rc {result.rc}): nothing was changed."
     detail = "; ".join(
         f"{h}: {hosts[h].get('failed_phase', '?')}: {hosts[h].get('msg', hosts[h].get('status'))}"
