@@ -78,6 +78,16 @@ COMMIT;
 """
 
 
+# What libpq says when the server cannot be reached (down, wrong host or port, no socket).
+UNREACHABLE = re.compile(
+    r"could not connect to server|Connection refused|"
+    r"could not translate host name|No route to host|timeout expired|Is the server running|"
+    r"the database system is (starting up|shutting down|in recovery mode)|"
+    r"server closed the connection unexpectedly",
+    re.IGNORECASE,
+)
+
+
 class EngineError(Exception):
     """A database operation failed; the message says which and why."""
 
@@ -171,6 +181,23 @@ class PgConn:
             env["PGPASSWORD"] = self.password
         return env
 
+    def where(self) -> str:
+        return f"{self.host or 'the local socket'}:{self.port}"
+
+    def failure(self, what: str, stderr: str) -> EngineError:
+        """The error for a failed tool: a server that cannot be reached is said plainly,
+        with what to check, instead of the tool's raw connection error."""
+        if not UNREACHABLE.search(stderr):
+            return EngineError(f"{what}: {stderr}")
+        first = next((line.strip() for line in stderr.splitlines() if line.strip()), "")
+        reason = first.rsplit("failed: ", 1)[-1].removeprefix("psql: error: ")
+        return EngineError(
+            f"The PostgreSQL database at {self.where()} is not reachable ({reason[:300]}). "
+            "Check that the server runs on the database host (systemctl status postgresql), "
+            f"that it listens on port {self.port}, and that database_login_host and "
+            "database_login_port point at it."
+        )
+
     def owner_ids(self) -> tuple[int, int] | None:
         """uid and gid files must have for the tools to read them (None: current user)."""
         if not self.prefix():
@@ -197,9 +224,10 @@ class PgConn:
         except FileNotFoundError:
             raise EngineError(f"{argv[0]} is not installed on this host") from None
         if proc.returncode != 0:
-            raise EngineError(
+            raise self.failure(
                 f"{tool} {' '.join(a for a in args if not a.startswith('--snapshot'))[:300]} "
-                f"failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}"
+                f"failed (exit {proc.returncode})",
+                proc.stderr.strip()[-1500:],
             )
         return proc.stdout
 
@@ -230,6 +258,7 @@ class PsqlSession:
     ERROR = "__sre_rollback_error__"
 
     def __init__(self, conn: PgConn, database: str) -> None:
+        self._conn = conn
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
         argv = [
             *conn.prefix(),
@@ -268,7 +297,7 @@ class PsqlSession:
             self._proc.stdin.write(line + "\n")
             self._proc.stdin.flush()
         except BrokenPipeError:
-            raise EngineError(f"psql ended: {self._errors()}") from None
+            raise self._conn.failure("psql ended", self._errors()) from None
 
     def rows(self, sql: str) -> list[str]:
         """Lines printed by one statement; EngineError when it failed."""
@@ -279,7 +308,7 @@ class PsqlSession:
         while True:
             line = self._proc.stdout.readline()
             if not line:
-                raise EngineError(f"psql ended: {self._errors()}")
+                raise self._conn.failure("psql ended", self._errors())
             line = line.rstrip("\n")
             if line == self.END:
                 break
