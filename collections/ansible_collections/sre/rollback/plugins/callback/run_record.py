@@ -42,8 +42,13 @@ requirements:
   - enable in ansible.cfg (C(callbacks_enabled = sre.rollback.run_record))
 options:
   record_dir:
-    description: Directory of the run records.
-    type: path
+    description:
+      - Directory of the run records.
+      - A relative path is relative to the project of the playbook (the nearest directory
+        above the playbook with an C(ansible.cfg)), not to the working directory, so a run
+        started from elsewhere writes its record in the same place; without such a project,
+        relative to C($XDG_STATE_HOME/sre-rollback) (C(~/.local/state/sre-rollback)).
+    type: str
     default: .artifacts/runs
     env:
       - name: SRE_ROLLBACK_RECORD_DIR
@@ -146,10 +151,12 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         self.last_write = 0.0
         self.done = False
         self.identified = False
+        self.playbook_dir = ""
 
     # -- playbook ---------------------------------------------------------------------
     def v2_playbook_on_start(self, playbook: Any) -> None:
         name = os.path.basename(playbook._file_name)
+        self.playbook_dir = os.path.dirname(os.path.abspath(playbook._file_name))
         level = LEVEL_RE.search(name)
         self.record = {
             "schema": SCHEMA,
@@ -276,8 +283,25 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 # release_results) did that phase for every host it names.
                 for other in sorted(published_hosts(res, self.record["hosts"]) - {host}):
                     self._host_phase(other, {**entry, "host": other}, began_at)
+            for where, owner in broken_locks(host, res):
+                self._lock_broken(where, owner, entry)
             if time.monotonic() - self.last_write >= WRITE_INTERVAL:
                 self.write()
+
+    def _lock_broken(self, host: str, owner: Mapping[str, Any], entry: dict[str, Any]) -> None:
+        """A stale lock this run broke (rollback_break_lock): whose it was, in the record."""
+        broken = {
+            "host": host,
+            "task": entry["task"],
+            "at": entry["at"],
+            "owner": {k: owner.get(k) for k in LOCK_OWNER_KEYS if owner.get(k) is not None},
+        }
+        self.record.setdefault("locks_broken", []).append(broken)
+        self.record.setdefault("notes", []).append(
+            f"{host}: broke the stale lock of run {owner.get('run_id', '?')} "
+            f"({owner.get('user', '?')}@{owner.get('host', '?')}, pid {owner.get('pid', '?')}, "
+            f"{owner.get('action', '?')} since {owner.get('time', '?')})"
+        )
 
     def _host_phase(
         self, host: str, entry: dict[str, Any], began_at: str, verdict: bool = False
@@ -442,7 +466,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             if not self.record.get("run_id"):
                 self.record["run_id"] = new_run_id()
             finalize(self.record)
-            directory = self.get_option("record_dir")
+            directory = record_dir(self.get_option("record_dir"), self.playbook_dir)
             os.makedirs(directory, mode=0o700, exist_ok=True)
             os.chmod(directory, 0o700)
             path = os.path.join(directory, f"{self.record['run_id']}.json")
@@ -488,6 +512,41 @@ def _limit() -> str | None:
     except (ImportError, AttributeError):
         return None
     return str(subset) if subset else None
+
+
+def record_dir(configured: str, playbook_dir: str) -> str:
+    """Where the records go: ``configured`` when absolute; else relative to the playbook's
+    project (the nearest directory above it with an ansible.cfg), else to the state
+    directory, never to the working directory of whoever started the run."""
+    configured = os.path.expanduser(str(configured or ".artifacts/runs"))
+    if os.path.isabs(configured):
+        return configured
+    directory = playbook_dir
+    while directory:
+        if os.path.isfile(os.path.join(directory, "ansible.cfg")):
+            return os.path.join(directory, configured)
+        parent = os.path.dirname(directory)
+        directory = "" if parent == directory else parent
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(state, "sre-rollback", configured)
+
+
+LOCK_OWNER_KEYS = ("run_id", "user", "host", "pid", "action", "time")
+
+
+def broken_locks(host: str, res: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(host, former owner) of each stale lock a result says it broke: the release module's
+    ``lock_broken``, sre.rollback.app_lock's ``broken``, per loop item too (level 4 locks the
+    app hosts with a delegated loop: the item is the host)."""
+    found: list[tuple[str, Mapping[str, Any]]] = []
+    for owner in (res.get("lock_broken"), res.get("broken")):
+        if isinstance(owner, Mapping) and owner.get("run_id"):
+            found.append((host, owner))
+    for item in res.get("results") or []:
+        if isinstance(item, Mapping):
+            where = str(item["item"]) if isinstance(item.get("item"), str) else host
+            found += [(where, owner) for _, owner in broken_locks(host, {**item, "results": []})]
+    return found
 
 
 def at(epoch: float) -> str:

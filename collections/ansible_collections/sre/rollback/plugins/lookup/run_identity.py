@@ -41,8 +41,19 @@ _raw:
 from typing import Any
 
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
-from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import run_identity
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import (
+    PLAY_VAR,
+    run_identity,
+)
+
+NO_RECORD = (
+    "The sre.rollback.run_record callback is not enabled: this run writes NO run record. "
+    "ansible.cfg enables it only when ansible-playbook runs from the project root; from "
+    "elsewhere set ANSIBLE_CONFIG=<project>/ansible.cfg (or "
+    "ANSIBLE_CALLBACKS_ENABLED=sre.rollback.run_record), or use rollbackctl."
+)
 
 
 class LookupModule(LookupBase):  # type: ignore[misc]
@@ -50,4 +61,7 @@ class LookupModule(LookupBase):  # type: ignore[misc]
         self, terms: list[Any], variables: dict[str, Any] | None = None, **kwargs: Any
     ) -> list[Any]:
         self.set_options(var_options=variables, direct=kwargs)
+        if PLAY_VAR not in (variables or {}):
+            # The callback hands every play the run id: without it there is no record.
+            Display().warning(NO_RECORD)
         return [run_identity(variables or {}, str(self.get_option("run_id") or ""))]
