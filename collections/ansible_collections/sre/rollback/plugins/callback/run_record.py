@@ -270,7 +270,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 "at": now(),
             }
             if status in FAILED:
-                entry["msg"] = str(res.get("msg", ""))[:500]
+                entry["msg"] = str(res.get("msg", ""))[:2000]
             self.record["tasks"].append(entry)
             steps = sub_phases(res)
             if steps:
