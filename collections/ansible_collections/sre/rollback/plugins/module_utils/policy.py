@@ -102,11 +102,44 @@ DEFAULT_POLICY: dict[str, Any] = {
     "escalation": {"on_failed_verification": True, "max_level": 5},
     "revenue": {"per_minute": 0, "currency": "USD"},
     "triggers": {
-        "error_rate": {"enabled": True, "above": "10%", "for": "5m"},
-        "response_time_p95": {"enabled": True, "above": "5s", "for": "5m"},
-        "health_check_failures": {"enabled": True, "consecutive_above": 3, "observe_for": "10s"},
-        "memory": {"enabled": True, "above": "95%", "for": "0s"},
-        "db_pool": {"enabled": True, "in_use_at_least": "100%", "for": "0s"},
+        "service": "core_api",
+        "job": "demo-app",
+        "evaluation_interval": "15s",
+        "error_rate": {
+            "enabled": True,
+            "above": "10%",
+            "for": "5m",
+            "no_data": "reset",
+            "action": {"severity": "critical", "impact": "all", "time_to_fix": "1h"},
+        },
+        "response_time_p95": {
+            "enabled": True,
+            "above": "5s",
+            "for": "5m",
+            "no_data": "reset",
+            "action": {"severity": "critical", "impact": "all", "time_to_fix": "1h"},
+        },
+        "health_check_failures": {
+            "enabled": True,
+            "consecutive_above": 3,
+            "observe_for": "10s",
+            "no_data": "reset",
+            "action": {"severity": "critical", "impact": "all", "time_to_fix": "1h"},
+        },
+        "memory": {
+            "enabled": True,
+            "above": "95%",
+            "for": "0s",
+            "no_data": "reset",
+            "action": {"severity": "high", "impact": "50%", "time_to_fix": "30m"},
+        },
+        "db_pool": {
+            "enabled": True,
+            "in_use_at_least": "100%",
+            "for": "0s",
+            "no_data": "reset",
+            "action": {"severity": "high", "impact": "50%", "time_to_fix": "30m"},
+        },
     },
 }
 """The runbook's values. Sections that are mappings are merged key by key with what a policy
@@ -432,12 +465,30 @@ class Revenue:
 
 
 @dataclass(frozen=True)
+class TriggerAction:
+    """The incident a firing trigger declares: ``decide`` turns it into rollback levels."""
+
+    severity: str = "critical"
+    impact: float = 100.0
+    time_to_fix: int = 3600
+
+
+NO_DATA_POLICIES = ("reset",)
+"""What a trigger does when its metric has no data at an evaluation: ``reset`` (the window
+starts again once data is back, and the trigger says it was reset by no data; a gap never
+fires, never counts towards a window). The only policy Prometheus' ``for:`` can express
+without letting a gap complete a window."""
+
+
+@dataclass(frozen=True)
 class ThresholdTrigger:
     """A metric above a threshold for ``for_seconds`` (0: at once)."""
 
     enabled: bool
     above: float  # percent, or seconds for response_time_p95
     for_seconds: int
+    no_data: str = "reset"
+    action: TriggerAction = TriggerAction()
 
 
 @dataclass(frozen=True)
@@ -445,6 +496,8 @@ class PoolTrigger:
     enabled: bool
     in_use_at_least: float  # percent of the pool
     for_seconds: int
+    no_data: str = "reset"
+    action: TriggerAction = TriggerAction("high", 50.0, 1800)
 
 
 @dataclass(frozen=True)
@@ -454,6 +507,8 @@ class CountTrigger:
     # How long a rollout's health gate watches a restarted service at least (a crash loop
     # answers between its deaths): the roles' *_health_observe default.
     observe_for_seconds: int = 10
+    no_data: str = "reset"
+    action: TriggerAction = TriggerAction()
 
 
 @dataclass(frozen=True)
@@ -463,6 +518,11 @@ class Triggers:
     health_check_failures: CountTrigger
     memory: ThresholdTrigger
     db_pool: PoolTrigger
+    # The service the triggers watch (a key of ``services``), the Prometheus job that
+    # scrapes it, and how often the rules are evaluated (and the targets scraped).
+    service: str = "core_api"
+    job: str = "demo-app"
+    evaluation_interval_seconds: int = 15
 
 
 @dataclass(frozen=True)
@@ -858,11 +918,13 @@ def _read_revenue(checker: _Checker, value: Any) -> Revenue:
 # --- triggers
 
 _TRIGGER_NAMES = ("error_rate", "response_time_p95", "health_check_failures", "memory", "db_pool")
+_TRIGGER_SETTINGS = ("service", "job", "evaluation_interval")
+_TRIGGER_COMMON = ("enabled", "no_data", "action")
 
 
 def _read_triggers(checker: _Checker, value: Any) -> Triggers:
     data = checker.mapping(value, "triggers")
-    checker.known_keys(data, _TRIGGER_NAMES, "triggers")
+    checker.known_keys(data, _TRIGGER_NAMES + _TRIGGER_SETTINGS, "triggers")
     sections = {
         name: checker.mapping(data.get(name), f"triggers.{name}")
         for name in _TRIGGER_NAMES
@@ -870,9 +932,9 @@ def _read_triggers(checker: _Checker, value: Any) -> Triggers:
     }
     count = sections.get("health_check_failures", {})
     path = "triggers.health_check_failures"
-    checker.known_keys(count, ("enabled", "consecutive_above", "observe_for"), path)
+    checker.known_keys(count, (*_TRIGGER_COMMON, "consecutive_above", "observe_for"), path)
     pool = sections.get("db_pool", {})
-    checker.known_keys(pool, ("enabled", "in_use_at_least", "for"), "triggers.db_pool")
+    checker.known_keys(pool, (*_TRIGGER_COMMON, "in_use_at_least", "for"), "triggers.db_pool")
     return Triggers(
         error_rate=_read_threshold(checker, sections.get("error_rate", {}), "error_rate"),
         response_time_p95=_read_threshold(
@@ -886,6 +948,8 @@ def _read_triggers(checker: _Checker, value: Any) -> Triggers:
             observe_for_seconds=checker.parsed(
                 parse_duration, count.get("observe_for", "10s"), f"{path}.observe_for", 0
             ),
+            no_data=_read_no_data(checker, count, path),
+            action=_read_action(checker, count.get("action"), path),
         ),
         memory=_read_threshold(checker, sections.get("memory", {}), "memory"),
         db_pool=PoolTrigger(
@@ -894,19 +958,73 @@ def _read_triggers(checker: _Checker, value: Any) -> Triggers:
                 parse_percent, pool.get("in_use_at_least"), "triggers.db_pool.in_use_at_least", 0
             ),
             for_seconds=checker.parsed(parse_duration, pool.get("for"), "triggers.db_pool.for", 0),
+            no_data=_read_no_data(checker, pool, "triggers.db_pool"),
+            action=_read_action(checker, pool.get("action"), "triggers.db_pool"),
         ),
+        service=_read_trigger_service(checker, data.get("service")),
+        job=checker.text(data.get("job"), "triggers.job"),
+        evaluation_interval_seconds=_read_interval(checker, data.get("evaluation_interval")),
     )
 
 
 def _read_threshold(checker: _Checker, data: Mapping[Any, Any], name: str) -> ThresholdTrigger:
     path = f"triggers.{name}"
-    checker.known_keys(data, ("enabled", "above", "for"), path)
+    checker.known_keys(data, (*_TRIGGER_COMMON, "above", "for"), path)
     parse_above = parse_seconds if name == "response_time_p95" else parse_percent
     return ThresholdTrigger(
         enabled=checker.boolean(data.get("enabled"), f"{path}.enabled"),
         above=checker.parsed(parse_above, data.get("above"), f"{path}.above", 0.0),
         for_seconds=checker.parsed(parse_duration, data.get("for"), f"{path}.for", 0),
+        no_data=_read_no_data(checker, data, path),
+        action=_read_action(checker, data.get("action"), path),
     )
+
+
+def _read_no_data(checker: _Checker, data: Mapping[Any, Any], path: str) -> str:
+    value = data.get("no_data", "reset")
+    if value not in NO_DATA_POLICIES:
+        checker.fail(
+            f"{path}.no_data",
+            f"{value!r} is not a no-data policy: use {', '.join(NO_DATA_POLICIES)} (a gap "
+            "never fires; the window starts again once data is back, and says so)",
+        )
+    return str(value)
+
+
+def _read_action(checker: _Checker, value: Any, path: str) -> TriggerAction:
+    path = f"{path}.action"
+    data = checker.mapping(value if value is not None else {}, path)
+    checker.known_keys(data, ("severity", "impact", "time_to_fix"), path)
+    default = TriggerAction()
+    return TriggerAction(
+        severity=checker.parsed(
+            parse_severity, data.get("severity", default.severity), f"{path}.severity", "critical"
+        ),
+        impact=checker.parsed(
+            parse_impact, data.get("impact", default.impact), f"{path}.impact", 100.0
+        ),
+        time_to_fix=checker.parsed(
+            parse_duration,
+            data.get("time_to_fix", default.time_to_fix),
+            f"{path}.time_to_fix",
+            3600,
+        ),
+    )
+
+
+def _read_trigger_service(checker: _Checker, value: Any) -> str:
+    service = checker.text(value, "triggers.service")
+    if service and not _SERVICE_KEY.fullmatch(service):
+        checker.fail("triggers.service", "a service key is lowercase letters, digits and _")
+    return service
+
+
+def _read_interval(checker: _Checker, value: Any) -> int:
+    seconds: int = checker.parsed(parse_duration, value, "triggers.evaluation_interval", 15)
+    if seconds < 1:
+        checker.fail("triggers.evaluation_interval", "must be 1s or more, e.g. 15s")
+        return 15
+    return seconds
 
 
 # --------------------------------------------------------------------------------------------
