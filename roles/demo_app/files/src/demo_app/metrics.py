@@ -96,8 +96,20 @@ def _meminfo() -> dict[str, int]:
     return values
 
 
+def _cgroup_memory_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max``), None when unlimited."""
+    try:
+        entry = Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()[0]
+        group = entry.split(":", 2)[2]
+        text = Path(f"/sys/fs/cgroup{group}/memory.max").read_text(encoding="ascii").strip()
+    except (OSError, IndexError):
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def memory_figures() -> dict[str, float]:
-    """The process's resident memory, and memory ratios of the process and of the host."""
+    """The process's resident memory, the limit it runs under (its cgroup's memory.max, else
+    the host's MemTotal), and memory ratios of the process and of the host."""
     pages = int(Path("/proc/self/statm").read_text(encoding="ascii").split()[1])
     rss = pages * os.sysconf("SC_PAGE_SIZE")
     meminfo = _meminfo()
@@ -105,6 +117,7 @@ def memory_figures() -> dict[str, float]:
     available = meminfo.get("MemAvailable", total)
     return {
         "rss_bytes": rss,
+        "limit_bytes": min(_cgroup_memory_limit() or total, total),
         "process_ratio": rss / total,
         "host_ratio": 1 - available / total,
     }

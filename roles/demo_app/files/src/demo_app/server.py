@@ -300,6 +300,12 @@ class DemoApp:
                 [({}, memory["rss_bytes"])],
             ),
             *family(
+                "demo_memory_limit_bytes",
+                "gauge",
+                "Memory the process may use: its cgroup's memory.max, else host MemTotal.",
+                [({}, memory["limit_bytes"])],
+            ),
+            *family(
                 "demo_memory_usage_ratio",
                 "gauge",
                 "Resident memory / host MemTotal.",
@@ -330,6 +336,12 @@ class DemoApp:
                 [({}, self.db.pool_timeouts)],
             ),
             *family(
+                "demo_health_ok",
+                "gauge",
+                "1 when the app's own health check passes now (checked on every scrape).",
+                [({}, int(self.healthy_now()))],
+            ),
+            *family(
                 "demo_health_check_failures_total",
                 "counter",
                 "GET /health answers that were not 200.",
@@ -348,6 +360,13 @@ class DemoApp:
                 [({}, self.flags.reload_errors)],
             ),
         ]
+
+    def healthy_now(self) -> bool:
+        """What GET /health would answer, without waiting for a connection when the pool is
+        exhausted (a scrape must stay fast)."""
+        if self.db.in_use() >= self.db.pool_size:
+            return False
+        return self.db.health().ok
 
     def close(self) -> None:
         self.db.close()
