@@ -9,6 +9,7 @@ from rollbackctl.commands.emergency import emergency_command
 from rollbackctl.commands.report import report_command
 from rollbackctl.commands.run import run_command
 from rollbackctl.commands.status import status_command
+from rollbackctl.commands.triggers import replay_command, triggers_group
 from rollbackctl.commands.validate import validate_command
 
 COMMANDS: list[click.Command] = [
@@ -18,4 +19,6 @@ COMMANDS: list[click.Command] = [
     status_command,
     validate_command,
     report_command,
+    triggers_group,
+    replay_command,
 ]
