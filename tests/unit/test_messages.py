@@ -190,15 +190,21 @@ def test_an_unreachable_webhook_does_not_stop_anything() -> None:
     assert not delivery.ok and "unreachable" in delivery.detail and "s3cr3t" not in delivery.detail
 
 
-def test_an_unset_webhook_variable_is_reported_once() -> None:
+def test_an_unset_webhook_variable_is_a_note_not_a_warning() -> None:
+    """A webhook is optional: its variable unset means none is wanted here. No failed
+    delivery, no warning; one note for the run record."""
     policy = policy_with(channels={"webhook_url_env": "ROLLBACK_WEBHOOK_URL", "stdout": False})
     notifier = notifier_for(policy, stream=None, environ={})
     send_start(notifier, policy, context(policy))
-    assert notifier.unreported_failures() == [
-        "internal message via webhook: $ROLLBACK_WEBHOOK_URL is not set: no webhook message"
-    ]
     notifier.send("closing", "done")
     assert notifier.unreported_failures() == []
+    assert all(m.deliveries == [] for m in notifier.sent)
+    note = "webhook: $ROLLBACK_WEBHOOK_URL is not set, no webhook messages were sent"
+    assert notifier.notes() == [note]
+    record: dict[str, Any] = {"notes": []}
+    record_messages(record, notifier.sent, notifier.notes())
+    record_messages(record, notifier.sent, notifier.notes())
+    assert record["notes"] == [note], "said once"
 
 
 def test_dry_run_renders_but_delivers_nothing(tmp_path: Path) -> None:

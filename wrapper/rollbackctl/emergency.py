@@ -343,6 +343,6 @@ def _finish(
     records.save(last.record_path, record, redactor)
     send_closing(notifier, policy, context, record)
     warn_failed_deliveries(notifier, console)
-    record_messages(record, notifier.sent)
+    record_messages(record, notifier.sent, notifier.notes())
     records.save(last.record_path, record, redactor)
     result.report = render_report(record, "markdown")

@@ -228,9 +228,16 @@ class Notifier:
             deliveries.append(self._to_stream(kind, text))
         if self.file is not None:
             deliveries.append(self._to_file(kind, text))
-        if self.webhook_env:
+        if self.webhook_env and self.webhook_url:
             deliveries.append(self._to_webhook(text))
         return deliveries
+
+    def notes(self) -> list[str]:
+        """What the run should know about its channels, at info level: a webhook the policy
+        names but whose variable is not set is not wanted here, not a failed delivery."""
+        if self.webhook_env and not self.webhook_url and not self.dry_run:
+            return [f"webhook: ${self.webhook_env} is not set, no webhook messages were sent"]
+        return []
 
     def _to_stream(self, kind: str, text: str) -> Delivery:
         assert self.stream is not None
@@ -252,11 +259,10 @@ class Notifier:
 
     def _to_webhook(self, text: str) -> Delivery:
         name = self.webhook_env
-        if not self.webhook_url:
-            return Delivery("webhook", False, f"${name} is not set: no webhook message")
-        if not self.webhook_url.startswith(("http://", "https://")):
+        url = self.webhook_url or ""
+        if not url.startswith(("http://", "https://")):
             return Delivery("webhook", False, f"${name} is not an http(s) URL")
-        return post_webhook(self.webhook_url, text, name or "webhook")
+        return post_webhook(url, text, name or "webhook")
 
 
 def post_webhook(url: str, text: str, name: str) -> Delivery:
@@ -359,9 +365,15 @@ def send_closing(
     return sent
 
 
-def record_messages(record: dict[str, Any], sent: list[SentMessage]) -> None:
-    """Add the messages to the run record (the checklist reads them)."""
+def record_messages(
+    record: dict[str, Any], sent: list[SentMessage], notes: list[str] | None = None
+) -> None:
+    """Add the messages to the run record (the checklist reads them), and the notifier's
+    ``notes`` once to the record's notes."""
     known = {(m.get("kind"), m.get("at")) for m in record.get("messages") or []}
     for message in sent:
         if (message.kind, message.at) not in known:
             record.setdefault("messages", []).append(message.as_dict())
+    for line in notes or []:
+        if line not in (record.get("notes") or []):
+            record.setdefault("notes", []).append(line)

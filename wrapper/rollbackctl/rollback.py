@@ -559,7 +559,7 @@ def run_level(options: RunOptions, console: Console, stream: TextIO) -> Outcome:
         outcome = execute(prepared, console, cancel, redactor)
     send_closing(notifier, prepared.policy, context, outcome.record)
     warn_failed_deliveries(notifier, console)
-    record_messages(outcome.record, notifier.sent)
+    record_messages(outcome.record, notifier.sent, notifier.notes())
     records.save(outcome.record_path, outcome.record, redactor)
     return outcome
 
