@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import yaml
 from rich.console import Console, RenderableType
@@ -68,6 +68,9 @@ STYLES = {
     "unknown": "bold magenta",
 }
 BAD = ("failed", "unreachable", "canceled", "unknown")
+MESSAGE_LIMIT = 2000
+"""A host's message is kept up to this many characters, as the run record keeps it: a
+verdict and its next step fit, in the live lines as in the record."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,6 +150,8 @@ class PhaseState:
     finished: float | None = None
     tasks: int = 0
     msg: str = ""
+    reopened_from: tuple[str, float] | None = None
+    """(status, finished) of a phase a later task of the host opened again."""
 
     @property
     def seconds(self) -> float:
@@ -223,6 +228,8 @@ class RunState:
             if state is None:
                 phases[phase] = PhaseState()
             else:
+                if state.finished is not None:
+                    state.reopened_from = (state.status, state.finished)
                 state.finished = None
                 state.status = "running"
         if phase not in self.phases:
@@ -257,11 +264,17 @@ class RunState:
             # The verdict after an earlier failure of the host (a rescue's "stop the rollout
             # here"): its message goes to the phase that failed, which stays the failed one.
             earlier = [
-                s for name, s in self.hosts[host].items() if name != phase and s.status in BAD
+                (name, s)
+                for name, s in self.hosts[host].items()
+                if name != phase and s.status in BAD
             ]
             if earlier:
-                earlier[0].msg = _message(data)
-                return []
+                failed_phase, failed = earlier[0]
+                failed.msg = _message(data)
+                if state.reopened_from is not None:  # the verdict did none of this phase
+                    state.status, state.finished = state.reopened_from
+                # Shown again: the verdict, with what to run next, is the line to read.
+                return [PhaseChange(host, failed_phase, failed)]
         state.tasks += 1
         if status == "ok" and (data.get("res") or {}).get("changed"):
             status = "changed"
@@ -307,7 +320,7 @@ class RunState:
         for name, step_status, seconds, msg in steps:
             if step_status == "failed" and status not in ("failed", "unreachable"):
                 step_status = "ok"
-            state = PhaseState(step_status, at, at + seconds, 1, msg[:300])
+            state = PhaseState(step_status, at, at + seconds, 1, msg[:MESSAGE_LIMIT])
             if phases.get(name) is not None and phases[name].status in BAD:
                 state = phases[name]
             phases[name] = state
@@ -389,11 +402,32 @@ def _steps(data: Mapping[str, Any]) -> list[tuple[str, str, float, str]]:
 def _message(data: Mapping[str, Any]) -> str:
     result = data.get("res") or {}
     # A message can quote a URL with credentials (a repository, a health URL): masked.
-    return mask_urls(str(result.get("msg") or result.get("stderr") or ""))[:300]
+    return mask_urls(str(result.get("msg") or result.get("stderr") or ""))[:MESSAGE_LIMIT]
 
 
 # --------------------------------------------------------------------------------------------
 # Showing it
+
+
+def output_console(file: TextIO | None = None) -> Console:
+    """The console of a command's human output. Without a terminal (CI logs, AWX, ``| tee``)
+    a printed line is never wrapped: a log line is one whole line, however long."""
+    console = Console(file=file, highlight=False)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+def phase_line(change: PhaseChange) -> Text:
+    """One complete line for a host's phase: host, phase, status, seconds, message (its
+    lines joined: one change, one line)."""
+    state = change.state
+    line = Text(f"  {change.host:<16} {change.phase:<10} ")
+    line.append(state.status, STYLES.get(state.status, ""))
+    line.append(f" {state.seconds:.1f}s")
+    msg = " / ".join(part.strip() for part in state.msg.splitlines() if part.strip())
+    if msg:
+        line.append(f"  {msg}", "red" if state.status in BAD else "")
+    return line
 
 
 class Progress(Protocol):
@@ -454,7 +488,8 @@ class LiveProgress:
 
 
 class LineProgress:
-    """One line per finished phase of a host, for logs and CI."""
+    """One complete line per finished phase of a host, for logs and CI (no terminal: a
+    table redrawn in place would be cut to the log's width)."""
 
     def __init__(self, console: Console, state: RunState) -> None:
         self.console = console
@@ -467,12 +502,7 @@ class LineProgress:
     def update(self, changes: list[PhaseChange]) -> None:
         with self.lock:
             for change in changes:
-                line = Text(f"  {change.host:<16} {change.phase:<10} ")
-                line.append(change.state.status, STYLES.get(change.state.status, ""))
-                line.append(f" {change.state.seconds:.1f}s")
-                if change.state.msg:
-                    line.append(f"  {change.state.msg}", "red")
-                self.console.print(line, highlight=False, soft_wrap=True)
+                self.console.print(phase_line(change), highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         """Nothing to tear down."""

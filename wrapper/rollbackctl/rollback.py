@@ -566,7 +566,8 @@ def run_level(options: RunOptions, console: Console, stream: TextIO) -> Outcome:
 
 def show_outcome(outcome: Outcome, console: Console) -> None:
     state = outcome.result.state if outcome.result else None
-    if state is not None and state.hosts:
+    if state is not None and state.hosts and console.is_terminal:
+        # Without a terminal the lines said it all, each complete; a table would be cut.
         console.print(phase_table(state, "Per host and phase"))
     style = {EXIT_OK: "bold green", EXIT_CANCELED: "bold magenta"}.get(
         outcome.exit_code, "bold red"

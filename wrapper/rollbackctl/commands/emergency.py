@@ -6,7 +6,6 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import SEVERITIES
 from rollbackctl.commands.decide import duration_option, impact_option
@@ -17,6 +16,7 @@ from rollbackctl.commands.options import (
     target_options,
 )
 from rollbackctl.emergency import run_emergency
+from rollbackctl.progress import output_console
 from rollbackctl.rollback import BadInput
 
 EXIT_CODES_HELP = """
@@ -67,7 +67,7 @@ def emergency_command(
     Levels whose playbook does not exist yet are skipped with a note.
     """
     options = build_run_options(0, params)
-    console = Console(highlight=False)
+    console = output_console()
     try:
         result = run_emergency(options, severity, impact_percent, time_to_fix, console, sys.stdout)
     except BadInput as error:

@@ -6,7 +6,6 @@ import sys
 from typing import Any
 
 import click
-from rich.console import Console
 
 from rollbackctl.commands.options import (
     BadInputError,
@@ -14,6 +13,7 @@ from rollbackctl.commands.options import (
     run_options,
     target_options,
 )
+from rollbackctl.progress import output_console
 from rollbackctl.rollback import (
     EXIT_CODES_HELP,
     BadInput,
@@ -43,7 +43,7 @@ def run_command(level: int, as_json: bool, **params: Any) -> None:
     """
     options = build_run_options(level, params)
     stream = sys.stderr if as_json else sys.stdout
-    console = Console(file=stream, highlight=False)
+    console = output_console(stream)
     try:
         outcome = run_level(options, console, stream)
     except BadInput as error:
