@@ -462,8 +462,12 @@ def test_level3_playbook_rolls_out_in_one_call_and_records_every_phase(
     host = record["hosts"]["localhost"]
     assert {"plan", "switch", "restart", "health", "unlock", "record"} <= set(host["phases"])
     # Inputs checked and host inspected in one task, then decide, refuse and hand the hosts
-    # to the rollout plays (run once).
-    assert "preflight" not in host["phases"] and host["phases"]["plan"]["tasks"] == 4
+    # to the rollout plays (run once); a named target the repository lacks is refused as
+    # bad input, the run's one preflight task (run once).
+    assert host["phases"]["plan"]["tasks"] == 4
+    assert (
+        host["phases"]["preflight"]["tasks"] == 1 and host["phases"]["preflight"]["status"] == "ok"
+    )
     assert not {"play", "sre.rollback.release"} & set(host["phases"]), host["phases"]
     assert host["phases"]["restart"]["changed"] and host["phases"]["health"]["status"] == "ok"
     result = host["result"]
