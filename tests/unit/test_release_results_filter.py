@@ -69,6 +69,8 @@ OLD_HOST_RESULT = {
         "attempts": "{{ __release_gate.attempts | default(0) }}",
     },
     "run_id": "{{ __release_run_id }}",
+    # Added since: the plan's choice (planned_target), none here where no plan is set.
+    "target": None,
 }
 
 
@@ -172,6 +174,7 @@ def test_success_in_one_call() -> None:
         },
         "health": {"healthy": True, "attempts": 4},
         "run_id": RUN_ID,
+        "target": None,
     }
 
 
@@ -369,3 +372,12 @@ def test_the_plan_sorts_the_hosts_by_how_they_roll_out() -> None:
     }
     plan = release_plan(hostvars, ["h1", "h2", "h3"])
     assert plan["rollout"] == {"one_call": ["h1", "h2"], "steps": ["h3"]}
+
+
+def test_the_target_is_the_plans_choice_also_in_check_mode() -> None:
+    """In check mode the module changes nothing (`current` stays BAD): `after` is what the
+    host runs, `target` what the plan chose for every host."""
+    plan = {"ok": True, "release": GOOD["release"], "tag": GOOD["tag"], "commit": GOOD["commit"]}
+    checked = rolled_out(changed=True, current=BAD)
+    published = results({"h2": host(__release_rollout=checked, __release_plan=plan)})["h2"]
+    assert published["after"] == BAD and published["target"] == GOOD

@@ -397,7 +397,8 @@ def test_command_restart_starts_a_stopped_service_without_stopping_it(tmp_path: 
 # The role's one-call path through ansible-playbook, as an operator runs level 3
 
 
-def level3(app: dict[str, Any], tmp_path: Path, *extra: str) -> tuple[int, str, dict[str, Any]]:
+def level3_inputs(app: dict[str, Any], tmp_path: Path) -> tuple[Path, Path]:
+    """The inventory (localhost) and the variables (@file) of a level 3 run on ``app``."""
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("[app]\nlocalhost ansible_connection=local\n")
     variables = tmp_path / "vars.json"
@@ -421,6 +422,11 @@ def level3(app: dict[str, Any], tmp_path: Path, *extra: str) -> tuple[int, str, 
             }
         )
     )
+    return inventory, variables
+
+
+def level3(app: dict[str, Any], tmp_path: Path, *extra: str) -> tuple[int, str, dict[str, Any]]:
+    inventory, variables = level3_inputs(app, tmp_path)
     records = tmp_path / "records"
     run_id = f"unit-{time.time_ns()}"
     proc = subprocess.run(

@@ -204,7 +204,8 @@ def _objective_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def _release(value: Any) -> str:
+def release_text(value: Any) -> str:
+    """A release as a run record holds it ({tag, release, commit} or a name), for people."""
     if isinstance(value, Mapping):
         return str(value.get("tag") or value.get("release") or "-")
     return str(value) if value else "-"
@@ -219,8 +220,8 @@ def _host_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
             {
                 "host": host,
                 "status": str(data.get("status")),
-                "before": _release(result.get("before")),
-                "after": _release(result.get("after")),
+                "before": release_text(result.get("before")),
+                "after": release_text(result.get("after")),
                 "path": str(result.get("path") or "-"),
                 "phases": ", ".join(
                     f"{name} {phase.get('status')} {duration(phase.get('duration'))}"

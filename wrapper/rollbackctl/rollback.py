@@ -52,6 +52,7 @@ from rollbackctl.policy import (
 )
 from rollbackctl.progress import RunState, make_progress, phase_table
 from rollbackctl.project import Project, records_dir
+from rollbackctl.report import release_text
 from rollbackctl.runner import (
     CancelSwitch,
     PlaybookRequest,
@@ -485,7 +486,8 @@ def _summary(record: dict[str, Any], result: PlaybookResult, code: int) -> str:
     duration = (record.get("metrics") or {}).get("time_to_rollback", {}).get("text", "?")
     if code == EXIT_OK:
         what = "planned (check mode, nothing changed)" if record.get("check_mode") else "ok"
-        return f"Rollback {what} in {duration}: {len(hosts)} host(s) ok."
+        planned = planned_target(record) if record.get("check_mode") else ""
+        return f"Rollback {what} in {duration}: {len(hosts)} host(s) ok." + planned
     if code == EXIT_CANCELED:
         return f"Rollback canceled after {duration}. " + "; ".join(result.cleanup)
     if result.killed:
@@ -507,6 +509,26 @@ def _summary(record: dict[str, Any], result: PlaybookResult, code: int) -> str:
         for h in bad
     )
     return f"Rollback FAILED after {duration}: {detail or 'see the run record'}"
+
+
+def planned_target(record: dict[str, Any]) -> str:
+    """The target the level chose (published per host as ``result.target``; in check mode
+    ``after`` stays the current release), with what each host runs now; "" when the level
+    publishes none."""
+    by_target: dict[str, dict[str, list[str]]] = {}
+    for host, data in sorted((record.get("hosts") or {}).items()):
+        result = data.get("result") or {}
+        if result.get("target"):
+            now = release_text(result.get("before"))
+            by_target.setdefault(release_text(result["target"]), {}).setdefault(now, []).append(
+                host
+            )
+    return "".join(
+        f" Target: {target} ("
+        + "; ".join(f"{', '.join(hosts)} now on {now}" for now, hosts in currents.items())
+        + ")."
+        for target, currents in by_target.items()
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,8 +77,20 @@ def outcome_of(result: PlaybookResult) -> StatusOutcome:
         rows.append(HostStatus(host, reachable, dict(data or {}), problem))
     if result.no_hosts or not rows:
         return StatusOutcome(EXIT_BAD_INPUT, rows, "no host matched (the `app` group, or --hosts)")
-    bad = any(not row.reachable or row.problem for row in rows)
+    bad = any(not row.reachable or row.problem or app_down(row) for row in rows)
     return StatusOutcome(EXIT_FAILED if bad else EXIT_OK, rows)
+
+
+def app_down(row: HostStatus) -> bool:
+    """The host answered, its application did not (release_health_url)."""
+    return row.data.get("health") == "down"
+
+
+def _health_text(data: Mapping[str, Any]) -> Text:
+    health = data.get("health")
+    if health is None:
+        return Text("-")
+    return Text(str(health), "green" if health == "ok" else "bold red")
 
 
 def _lock_text(lock: Any) -> Text:
@@ -113,7 +125,17 @@ def _db_text(data: Mapping[str, Any]) -> str:
 
 def status_table(outcome: StatusOutcome) -> Table:
     table = Table(title="Rollback status", title_justify="left", show_edge=False)
-    for column in ("host", "release", "lock", "last rollback", "flags", "config", "db revision"):
+    columns = (
+        "host",
+        "release",
+        "health",
+        "lock",
+        "last rollback",
+        "flags",
+        "config",
+        "db revision",
+    )
+    for column in columns:
         table.add_column(column)
     for row in outcome.hosts:
         if not row.reachable or (row.problem and not row.data):
@@ -123,6 +145,7 @@ def status_table(outcome: StatusOutcome) -> Table:
         table.add_row(
             row.host,
             str(data.get("tag") or data.get("release") or "none"),
+            _health_text(data),
             _lock_text(data.get("lock")),
             _rollback_text(data.get("last_rollback")),
             _flags_text(data.get("flags")),
@@ -133,4 +156,10 @@ def status_table(outcome: StatusOutcome) -> Table:
 
 
 def problems(outcome: StatusOutcome) -> list[str]:
-    return [f"{row.host}: {row.problem}" for row in outcome.hosts if row.problem]
+    lines = [f"{row.host}: {row.problem}" for row in outcome.hosts if row.problem]
+    return lines + [
+        f"{row.host}: the application is down at {row.data.get('health_url')}: "
+        f"{row.data.get('health_msg') or 'no answer'}"
+        for row in outcome.hosts
+        if app_down(row) and not row.problem
+    ]

@@ -16,8 +16,8 @@ from rollbackctl.status import problems, run_status, status_table
 EXIT_CODES_HELP = """
 \b
 Exit codes:
-  0  every host answered
-  1  a host was unreachable or a probe failed
+  0  every host answered and every application checked is healthy
+  1  a host was unreachable, a probe failed, or a host's application is down
   2  bad input (inventory, no host matched); nothing was changed
 """
 
@@ -32,9 +32,10 @@ def status_command(
     project_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Run playbooks/status.yml (read-only): per host the current release, the lock
-    holder, the last rollback, and flags, configuration checksum and database revision
-    where the inventory says where they are."""
+    """Run playbooks/status.yml (read-only): per host the current release, the
+    application's health (release_health_url), the lock holder, the last rollback, and
+    flags, configuration checksum and database revision where the inventory says where
+    they are."""
     project = project_of(project_dir)
     try:
         outcome = run_status(project, inventory, limit, hosts)

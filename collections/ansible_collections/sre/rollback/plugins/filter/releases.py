@@ -126,7 +126,17 @@ def host_result(hvars: Mapping[str, Any], action: str, path: str, now: float) ->
         },
         "health": {"healthy": gate.get("healthy"), "attempts": gate.get("attempts", 0)},
         "run_id": hvars.get("__release_run_id"),
+        "target": planned_target(hvars),
     }
+
+
+def planned_target(hvars: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The release the plan chose for every host (``__release_plan``), also in check mode,
+    where ``after`` stays the current release."""
+    plan = _mapping(hvars.get("__release_plan"))
+    if not plan.get("release"):
+        return None
+    return {key: plan.get(key) for key in ("release", "tag", "commit")}
 
 
 def _reached_publish(hvars: Mapping[str, Any], path: str) -> bool:
