@@ -151,7 +151,7 @@ def test_a_host_that_must_rebuild_is_refused_while_the_git_server_is_down(rig: A
     for host in app_hosts(rig):
         assert BAD in current(rig, host) and health(rig, host)[0] == 200
         assert lock_free(rig, host)
-        assert set(outcome(run, host)["phases"]) == {"plan"}, "no host got past the plan"
+        assert set(outcome(run, host)["phases"]) <= {"preflight", "plan"}, "none past the plan"
     assert run.record["status"] == "failed"
     # The refusal runs once, on the first host of the play: the record puts it there.
     refused = outcome(run, app_hosts(rig)[0])
