@@ -6,6 +6,7 @@ import click
 
 from rollbackctl.commands.decide import decide_command
 from rollbackctl.commands.emergency import emergency_command
+from rollbackctl.commands.releases import releases_group
 from rollbackctl.commands.report import report_command
 from rollbackctl.commands.run import run_command
 from rollbackctl.commands.status import status_command
@@ -17,6 +18,7 @@ COMMANDS: list[click.Command] = [
     run_command,
     emergency_command,
     status_command,
+    releases_group,
     validate_command,
     report_command,
     triggers_group,

@@ -28,13 +28,22 @@ def _apply(function: F, decorators: list[Callable[[F], F]]) -> F:
 
 def target_options(function: F) -> F:
     """Where to run: inventory, limit, hosts, project."""
+    return _target_options(function, required=True)
+
+
+def optional_target_options(function: F) -> F:
+    """The same, the inventory optional (a group whose subcommands take their own)."""
+    return _target_options(function, required=False)
+
+
+def _target_options(function: F, required: bool) -> F:
     return _apply(
         function,
         [
             click.option(
                 "-i",
                 "--inventory",
-                required=True,
+                required=required,
                 metavar="INVENTORY",
                 help="Inventory: a directory (inventories/prod), a file, or a host list "
                 "ending with a comma.",

@@ -747,6 +747,8 @@ def do_inspect(p: dict[str, Any]) -> dict[str, Any]:
             "commit": e.get("commit"),
             "state": e.get("state"),
             "time": e.get("time"),
+            # Who set the state and why (a mark, a verdict after a failed gate).
+            **{key: e.get(key) for key in ("event", "reason", "run_id", "user")},
             "on_disk": rid in on_disk,
         }
         for rid, e in states.items()
@@ -775,6 +777,8 @@ def do_mark(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
     app_root = p["app_root"]
     states = release_states(read_log(app_root))
     rid = p["release"] or (release_id(p["tag"], p["commit"]) if p["tag"] and p["commit"] else None)
+    if rid not in states:
+        rid = _release_of_tag(states, p["release"] or p["tag"]) or rid
     if not rid or rid not in states:
         raise ReleaseError(
             f"release {rid!r} is not in {app_root}/releases.log; known: "
@@ -805,6 +809,14 @@ def do_mark(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:
         "after": p["mark"],
         "current": describe_release(app_root, current_release(app_root), states),
     }
+
+
+def _release_of_tag(states: dict[str, dict[str, Any]], tag: str | None) -> str | None:
+    """The one release the log knows for a tag (a mark may name the tag, not the id)."""
+    found = [rid for rid, entry in states.items() if tag and entry.get("tag") == tag]
+    if len(found) > 1:
+        raise ReleaseError(f"tag {tag!r} names several releases here: {', '.join(found)}")
+    return found[0] if found else None
 
 
 def do_unlock(module: CheckMode, p: dict[str, Any]) -> dict[str, Any]:

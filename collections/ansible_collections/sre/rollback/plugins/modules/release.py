@@ -61,6 +61,7 @@ options:
     description:
       - Release id to switch to or mark (C(<tag>-g<short commit>)). Derived from I(tag) and
         I(commit) when omitted.
+      - With C(state=marked), a tag names the one release the release log knows for it.
     type: str
   tag:
     description: Git tag of the release.
@@ -274,7 +275,9 @@ lock_released:
   returned: when state=rolled_out
   type: bool
 releases:
-  description: Every known release with tag, commit, state, on_disk.
+  description:
+    - Every known release with tag, commit, state, on_disk, and the time, event, reason,
+      run_id and user of the release log entry that set its state (a mark, a verdict).
   returned: when state=inspect
   type: dict
 app_root:
