@@ -34,6 +34,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     utcnow,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
+from ansible_collections.sre.rollback.plugins.plugin_utils.inputs import blank_names
 from rollbackctl import records
 from rollbackctl.messages import (
     MessageContext,
@@ -237,16 +238,6 @@ def _check_inventory(inventory: str) -> None:
     )
 
 
-def _blank(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, list | tuple):
-        return all(_blank(item) for item in value)
-    return isinstance(value, dict) and not value
-
-
 def check_targets(options: RunOptions) -> None:
     """Refuse a target given empty: ``--target ""`` or ``-e release_target=`` (an unset
     shell variable) must not roll back to the default target."""
@@ -257,8 +248,7 @@ def check_targets(options: RunOptions) -> None:
             f"--target is empty (an unset shell variable?): give {what}, or {left_out} "
             "(without --target). Nothing was changed."
         )
-    blank = [name for name in TARGET_INPUTS if name in options.extra_vars]
-    blank = [name for name in blank if _blank(options.extra_vars[name])]
+    blank = blank_names(list(TARGET_INPUTS), options.extra_vars)
     if blank:
         raise BadInput(
             " ".join(

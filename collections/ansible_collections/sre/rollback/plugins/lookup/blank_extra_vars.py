@@ -36,28 +36,12 @@ _raw:
   elements: str
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.vars import load_extra_vars
 
-
-def is_blank(value: Any) -> bool:
-    """Empty as an input: None, a blank string, or a list of blank strings (``a,`` is not)."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, list | tuple):
-        return all(is_blank(item) for item in value)
-    if isinstance(value, Mapping):
-        return not value
-    return False
-
-
-def blank_names(names: list[str], extra_vars: Mapping[str, Any]) -> list[str]:
-    return [str(name) for name in names if name in extra_vars and is_blank(extra_vars[name])]
+from ansible_collections.sre.rollback.plugins.plugin_utils.inputs import blank_names
 
 
 class LookupModule(LookupBase):  # type: ignore[misc]
