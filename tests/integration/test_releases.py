@@ -5,6 +5,7 @@ and `status` says when a host's application is down (#21)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,29 @@ pytestmark = [
 STABLE, BAD = "v1.2.3-stable", "v1.3.0"
 
 
+BACKUP = "testhosts-before-releases-test"
+
+
 @pytest.fixture(scope="module")
-def rig(testhosts: Any) -> Any:
-    """Every app host on BAD after STABLE, from a clean release history, no stale lock."""
+def rig(testhosts: Any) -> Iterator[Any]:
+    """Every app host on BAD after STABLE, from a clean release history, no stale lock.
+    BAD's migration damages the data: the database is backed up first and restored after
+    (level 4), and every host goes back to STABLE, so later tests find the rig as it was."""
     for host in testhosts.hosts:
         testhosts.exec(host, "rm", "-f", f"{APP_ROOT}/releases.log", f"{APP_ROOT}/.rollback.lock")
     prepared = playbook(testhosts.inventory, "demo-app.yml")
     assert prepared.rc == 0, prepared.out[-4000:]
     deploy(testhosts, STABLE)
+    backup = playbook(testhosts.inventory, "backup.yml", "-e", f"backup_name={BACKUP}")
+    assert backup.rc == 0, backup.out[-4000:]
     deploy(testhosts, BAD)
-    return testhosts
+    yield testhosts
+    restored = playbook(
+        testhosts.inventory, "rollback-l4.yml", "-e", f"database_restore_backup={BACKUP}"
+    )
+    assert restored.rc == 0, restored.out[-4000:]
+    back = playbook(testhosts.inventory, "rollback-l3.yml", "-e", f"release_target={STABLE}")
+    assert back.rc == 0, back.out[-4000:]
 
 
 def releases(rig: Any) -> dict[tuple[str, str], dict[str, Any]]:
