@@ -72,6 +72,11 @@ def describe(owner: dict[str, Any]) -> str:
     )
 
 
+def _refused(owner: dict[str, Any] | None, msg: str, broken: Any = None) -> dict[str, Any]:
+    """acquire()'s answer when the lock is not taken: who holds it and what to do."""
+    return {"acquired": False, "changed": False, "owner": owner, "broken": broken, "msg": msg}
+
+
 def acquire(
     app_root: str, owner: dict[str, Any], break_stale: bool = False, call_holds: bool = False
 ) -> dict[str, Any]:
@@ -93,37 +98,28 @@ def acquire(
             if same_run(held, owner):
                 return {"acquired": True, "changed": False, "owner": held, "broken": None}
             if held.get("run_id") == owner.get("run_id") and not break_stale:
-                return {
-                    "acquired": False,
-                    "changed": False,
-                    "owner": held,
-                    "broken": None,
-                    "msg": f"{app_root} is locked by {describe(held)}: another process runs "
+                return _refused(
+                    held,
+                    f"{app_root} is locked by {describe(held)}: another process runs "
                     f"with the same run id ({owner.get('host', '?')}, pid "
                     f"{owner.get('pid', '?')} here). Every run needs a run id of its own: "
                     "leave rollback_run_id unset (one is made per run) or give a new one.",
-                }
+                )
             if not break_stale:
-                return {
-                    "acquired": False,
-                    "changed": False,
-                    "owner": held,
-                    "broken": None,
-                    "msg": f"{app_root} is locked by {describe(held)}. Wait for that run to "
+                return _refused(
+                    held,
+                    f"{app_root} is locked by {describe(held)}. Wait for that run to "
                     "finish; if it crashed, run again with the lock-break flag "
                     "(rollback_break_lock=true) to break the stale lock.",
-                }
+                )
             busy = controller_watch.held_by_other_live_call(held)
             if busy:
-                return {
-                    "acquired": False,
-                    "changed": False,
-                    "owner": held,
-                    "broken": None,
-                    "msg": f"{app_root} is locked by {describe(held)}, and its call still runs "
+                return _refused(
+                    held,
+                    f"{app_root} is locked by {describe(held)}, and its call still runs "
                     f"on this host (pid {busy['pid']}): not broken. It drops the lock itself "
                     "when it ends.",
-                }
+                )
             broken = held
             os.unlink(path)
             continue
@@ -132,13 +128,11 @@ def acquire(
             handle.flush()
             os.fsync(handle.fileno())
         return {"acquired": True, "changed": True, "owner": record, "broken": broken}
-    return {
-        "acquired": False,
-        "changed": False,
-        "owner": read_owner(app_root),
-        "broken": broken,
-        "msg": f"{path} was re-created while breaking it: another run is starting now",
-    }
+    return _refused(
+        read_owner(app_root),
+        f"{path} was re-created while breaking it: another run is starting now",
+        broken=broken,
+    )
 
 
 def release(app_root: str, run_id: str) -> dict[str, Any]:
