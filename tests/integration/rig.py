@@ -122,3 +122,17 @@ def load(urls: list[str], requests: int = 200, path: str = "/checkout") -> dict[
     )
     assert proc.returncode in (0, 1), proc.stderr
     return dict(json.loads(proc.stdout))
+
+
+def wrapper_args(rig: Any, artifacts: Path) -> list[str]:
+    """What every `rollbackctl` command takes on the rig: its inventory, this project, the
+    artifacts folder of the test, and no messages sent."""
+    return [
+        "-i",
+        str(rig.inventory),
+        "--project-dir",
+        str(REPO),
+        "--artifacts",
+        str(artifacts),
+        "--no-notify",
+    ]

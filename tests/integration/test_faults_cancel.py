@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, VENV_BIN
-from tests.integration.rig import APP_ROOT, current, on, playbook, release_log
+from tests.integration.rig import APP_ROOT, current, on, playbook, release_log, wrapper_args
 
 pytestmark = [
     pytest.mark.integration,
@@ -87,16 +87,8 @@ def release_states(rig: Any, host: str) -> dict[str, str]:
 def start_rollback(artifacts: Path, rig: Any, *extra: str) -> subprocess.Popen[str]:
     command = [
         str(VENV_BIN / "rollbackctl"),
-        "run",
-        "--level",
-        "3",
-        "-i",
-        str(rig.inventory),
-        "--project-dir",
-        str(REPO),
-        "--artifacts",
-        str(artifacts),
-        "--no-notify",
+        *("run", "--level", "3"),
+        *wrapper_args(rig, artifacts),
         *SLOW_GATE,
         *extra,
     ]

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 
 from rollbackctl.cli import main
 from tests.conftest import REPO, VENV_BIN
-from tests.integration.rig import APP_ROOT, Run, current, health, on, playbook
+from tests.integration.rig import APP_ROOT, Run, current, health, on, playbook, wrapper_args
 
 pytestmark = [
     pytest.mark.integration,
@@ -94,19 +94,7 @@ def unchanged(rig: Any, before: dict[str, str]) -> None:
 def rollbackctl(rig: Any, artifacts: Path, *args: str) -> Result:
     command, *rest = args
     return CliRunner().invoke(
-        main,
-        [
-            command,
-            *rest,
-            "-i",
-            str(rig.inventory),
-            "--project-dir",
-            str(REPO),
-            "--artifacts",
-            str(artifacts),
-            "--no-notify",
-        ],
-        catch_exceptions=False,
+        main, [command, *rest, *wrapper_args(rig, artifacts)], catch_exceptions=False
     )
 
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner, Result
 
 from rollbackctl.cli import main
 from tests.conftest import REPO, VENV_BIN
-from tests.integration.rig import APP_ROOT, current, health, on, playbook
+from tests.integration.rig import APP_ROOT, current, health, on, playbook, wrapper_args
 from tests.unit.test_messages import Hook
 
 pytestmark = [
@@ -218,18 +218,9 @@ def test_sigterm_cancels_and_leaves_no_lock(rig: Any, workdir: Path) -> None:
     artifacts = workdir / "artifacts"
     command = [
         str(VENV_BIN / "rollbackctl"),
-        "run",
-        "--level",
-        "3",
-        "-i",
-        str(rig.inventory),
-        "--project-dir",
-        str(REPO),
-        "--artifacts",
-        str(artifacts),
-        "--no-notify",
-        "-e",
-        "release_health_deadline=120",
+        *("run", "--level", "3"),
+        *wrapper_args(rig, artifacts),
+        *("-e", "release_health_deadline=120"),
     ]
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ['PATH']}")
     with unhealthy(rig, canary):
