@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from ansible_collections.sre.rollback.plugins.module_utils import release_ops
 from tests.conftest import REPO
 
 FILES = REPO / "roles" / "demo_app" / "files"
@@ -234,6 +235,38 @@ def test_build_writes_a_manifest_that_verify_build_checks(
         stream.write("\n# edited on the host\n")
     failed = app_cli(copy, "verify-build", check=False)
     assert failed.returncode == 1 and "changed: demo_app/store.py" in failed.stderr
+
+
+def test_verify_build_passes_on_a_release_the_rollback_tool_built(
+    bundle: dict[str, Any], tmp_path: Path
+) -> None:
+    """sre.rollback's release module builds the tag with ./build, then adds its own records
+    (.release.json, .release-manifest.json) and links the shared paths in: the app's own
+    check knows them and still finds a file changed after the build."""
+    app_root = tmp_path / "app"
+    (app_root / "shared" / "uploads").mkdir(parents=True)
+    (app_root / "releases").mkdir()
+    p = {
+        "app_root": str(app_root),
+        "repo": bundle["bundle"],
+        "tag": "v1.2.3-stable",
+        "commit": bundle["tags"]["v1.2.3-stable"],
+        "build_command": "./build",
+        "build_timeout": 120,
+        "shared_paths": ["uploads"],
+    }
+    release_ops.build_release(p, "r-test", {})
+    release = app_root / "releases" / "r-test"
+    assert (release / ".release-manifest.json").is_file() and (release / "uploads").is_symlink()
+    verified = app_cli(release, "verify-build", check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    with (release / "demo_app" / "store.py").open("a") as stream:
+        stream.write("\n# edited on the host\n")
+    (release / "notes.txt").write_text("added after the build")
+    failed = app_cli(release, "verify-build", check=False)
+    assert failed.returncode == 1
+    assert "changed: demo_app/store.py" in failed.stderr
+    assert "not in the manifest: notes.txt" in failed.stderr
 
 
 def test_a_broken_build_fails(releases: dict[str, Path], tmp_path: Path) -> None:

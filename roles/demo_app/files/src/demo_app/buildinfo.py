@@ -27,18 +27,35 @@ SKIPPED_DIRS = frozenset({".git", "__pycache__"})
 PYTHON_SCRIPTS = frozenset({"build", "bin/demo-app"})  # Python sources without a .py suffix
 REQUIRED_MODULES = {"sqlalchemy": "python3-sqlalchemy", "alembic": "python3-alembic"}
 COMMIT_VARIABLE = "DEMO_APP_COMMIT"
+# What a deploy tool adds to a release after ./build, which is not part of the build: the
+# records sre.rollback's release module writes at the release's root (its own sha256
+# manifest and metadata), and links to paths shared between releases (uploads), which
+# point out of the release.
+DEPLOY_RECORDS = frozenset({".release.json", ".release-manifest.json"})
 
 
 def source_files(root: Path) -> list[str]:
-    """Every file of the release relative to root, sorted; build outputs left out."""
+    """Every file of the release relative to root, sorted; build outputs and what a deploy
+    tool adds (DEPLOY_RECORDS, links out of the release) left out."""
     found: list[str] = []
     for folder, subfolders, names in os.walk(root):
         subfolders[:] = sorted(name for name in subfolders if name not in SKIPPED_DIRS)
         for name in names:
-            relative = (Path(folder) / name).relative_to(root).as_posix()
-            if relative != MANIFEST and not name.endswith(".pyc"):
+            path = Path(folder) / name
+            relative = path.relative_to(root).as_posix()
+            if relative == MANIFEST or relative in DEPLOY_RECORDS or name.endswith(".pyc"):
+                continue
+            if not _links_out(path, root):
                 found.append(relative)
     return sorted(found)
+
+
+def _links_out(path: Path, root: Path) -> bool:
+    """A link whose target lies outside the release (a shared path the deploy linked in)."""
+    if not path.is_symlink():
+        return False
+    target = (path.parent / os.readlink(path)).resolve()
+    return not target.is_relative_to(root.resolve())
 
 
 def file_sha256(path: Path) -> str:
