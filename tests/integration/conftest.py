@@ -185,8 +185,12 @@ class TestHosts:
     def boot(self, name: str) -> None:
         self.script("boot", name)
 
-    def up(self, n: int) -> None:
-        self.script("up", str(n), "--runtime", self.runtime)
+    def wipe(self, name: str) -> None:
+        self.script("wipe", name)
+
+    def up(self, n: int, backup: bool = False) -> None:
+        """N hosts (db h1, app h2..hN); with backup, h(N+1) in the group `backup` too."""
+        self.script("up", str(n), "--runtime", self.runtime, *(["--backup"] if backup else []))
         self.hosts = [f"h{i}" for i in range(1, n + 1)]
 
     def down(self) -> None:

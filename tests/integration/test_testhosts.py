@@ -181,6 +181,26 @@ def test_single_host_is_db_and_app(tmp_path: Path) -> None:
         rig.down()
 
 
+@pytest.mark.rig_lifecycle
+def test_backup_host_and_wipe(tmp_path: Path) -> None:
+    """`up --backup` adds h(N+1) in `backup` only; `wipe` brings a host back empty."""
+    rig = make_rig("ns", tmp_path / "rig")
+    _no_rig_up()
+    try:
+        rig.up(1, backup=True)
+        groups = inventory_groups(rig.inventory)
+        assert groups["db"] == ["h1"] and groups["app"] == ["h1"]
+        assert groups["backup"] == ["h2"] and "h2" not in groups["rig:children"]
+        rig.exec("h1", "sh", "-c", "mkdir -p /opt/lost && echo x > /opt/lost/f", check=True)
+        rig.exec("h2", "sh", "-c", "echo kept > /root/backup-marker", check=True)
+        rig.wipe("h1")
+        assert rig.ssh("h1", "test -e /opt/lost").returncode == 1
+        assert rig.ssh("h1", "hostname", check=True).stdout.strip() == "h1"
+        assert rig.ssh("h2", "cat /root/backup-marker", check=True).stdout.strip() == "kept"
+    finally:
+        rig.down()
+
+
 # ------------------------------------------------------------------ shared rig
 def inventory_groups(path: Path) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
