@@ -93,6 +93,20 @@ def test_releases_mark_round_trip(rig: Any, tmp_path: Path) -> None:
     assert check.exit_code == 0 and f"Target: {STABLE} (" in check.output, check.output
 
 
+def test_validate_shows_the_values_that_failed(rig: Any) -> None:
+    """BAD's migration damaged the data: the app's own data check fails, and validate says
+    what it expected and what it found, in words and in --json."""
+    args = ["-i", str(rig.inventory), "--project-dir", str(REPO)]
+    text = invoke("validate", *args)
+    assert text.exit_code == 1, text.output
+    assert "database on h1: app_data_check: expected " in text.output, text.output
+    report = json.loads(invoke("validate", *args, "--json").stdout)
+    (check,) = [
+        c for c in report["database"]["failed_checks"]["h1"] if c["name"] == "app_data_check"
+    ]
+    assert check["expected"].endswith("exits 0") and check["found"].startswith("exit 1: "), check
+
+
 def test_status_exits_1_when_an_application_is_down(rig: Any) -> None:
     hosts = app_hosts(rig)
     args = ["-i", str(rig.inventory), "--project-dir", str(REPO)]

@@ -163,6 +163,43 @@ def test_markdown_escapes_table_cells() -> None:
     assert "failed: a \\| b |" in render_report(record)
 
 
+UNREACHABLE = (
+    'Task failed: Data could not be sent to remote host "172.30.95.13". Make sure this host '
+    "can be reached over ssh: mux_client_request_session: read from master failed: Broken "
+    "pipe\r\nssh: connect to host 172.30.95.13 port 22: Connection timed out"
+)
+
+
+def test_an_unreachable_hosts_message_is_whole_on_its_row_and_in_the_checklist() -> None:
+    record = make_record()
+    record["hosts"]["h3"].update(status="unreachable", msg=UNREACHABLE)
+    text = render_report(finalize(record))
+    row = next(line for line in text.splitlines() if line.startswith("| h3 |"))
+    assert "\r" not in text
+    assert (
+        "unreachable over ssh: mux_client_request_session: read from master failed: Broken "
+        "pipe / ssh: connect to host 172.30.95.13 port 22: Connection timed out |"
+    ) in row
+    assert "port 22: Connection timed out" in next(
+        line for line in text.splitlines() if "Execute rollback procedure" in line
+    )
+
+
+def test_a_canceled_run_shows_what_the_hosts_run() -> None:
+    record = make_record(status="canceled")
+    del record["hosts"]["h2"]["result"]
+    record["hosts"]["h2"]["end"] = {
+        "outcome": "switched back",
+        "before": "v1.3.0-g1",
+        "current": "v1.3.0-g1",
+        "lock": "free",
+    }
+    record["hosts"]["h3"]["end"] = {"outcome": "not started", "current": "v1.3.0-g1"}
+    text = render_report(finalize(record))
+    assert "| h2 | ok | v1.3.0-g1 | v1.3.0-g1 |" in text
+    assert '| h3 | failed: not healthy: <503> "db down" | v1.3.0-g1 | v1.3.0-g1 |' in text
+
+
 # --- JSON and JUnit ---------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from rollbackctl import validate
 from rollbackctl.cli import main
 from tests.conftest import REPO
 
@@ -147,3 +148,40 @@ def test_an_unreachable_host_is_invalid(tmp_path: Path) -> None:
     result = invoke("validate", "-i", str(inv), "--project-dir", str(REPO))
     assert result.exit_code == 1, result.output
     assert "unreachable" in result.output and "bogus:" in result.output
+
+
+def test_failed_database_checks_show_their_values() -> None:
+    """The values validate-db.yml publishes (database_validate_results) reach the text and
+    --json: what was expected, what was found."""
+    checks = [
+        {"name": "database", "ok": True, "detail": "demo_app: revision 20240201100000"},
+        {
+            "name": "revision",
+            "ok": False,
+            "expected": "a revision the running code knows (its head: 20240115093000)",
+            "found": "20240201100000",
+            "detail": "The database is at revision 20240201100000, which the code ...",
+        },
+        {
+            "name": "app_data_check",
+            "ok": "False",
+            "expected": "bin/demo-app db validate exits 0",
+            "found": "exit 1: 3 prices are not whole cents",
+            "detail": "3 prices are not whole cents",
+        },
+    ]
+    stats = {"database_validate_results": {"h1": {"validation": {"ok": False, "checks": checks}}}}
+    database = validate._database(stats, True, [])
+    assert database["status"] == "failed" and database["hosts"] == ["h1"]
+    assert [c["name"] for c in database["failed_checks"]["h1"]] == ["revision", "app_data_check"]
+    assert database["failed_checks"]["h1"][0]["found"] == "20240201100000"
+    outcome = validate.ValidateOutcome(1, [], database=database)
+    assert validate.problems(outcome) == [
+        "database on h1: revision: expected a revision the running code knows (its head: "
+        "20240115093000), found 20240201100000 (The database is at revision 20240201100000, "
+        "which the code ...)",
+        "database on h1: app_data_check: expected bin/demo-app db validate exits 0, found "
+        "exit 1: 3 prices are not whole cents (3 prices are not whole cents)",
+    ]
+    as_json = json.loads(json.dumps(outcome.as_dict()))["database"]["failed_checks"]["h1"]
+    assert as_json[1] == {k: checks[2][k] for k in ("name", "expected", "found", "detail")}

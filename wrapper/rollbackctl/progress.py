@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ansible_collections.sre.rollback.plugins.module_utils.redaction import mask_urls
+from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import message_line
 
 PHASE_ORDER = (
     "preflight",
@@ -424,7 +425,7 @@ def phase_line(change: PhaseChange) -> Text:
     line = Text(f"  {change.host:<16} {change.phase:<10} ")
     line.append(state.status, STYLES.get(state.status, ""))
     line.append(f" {state.seconds:.1f}s")
-    msg = " / ".join(part.strip() for part in state.msg.splitlines() if part.strip())
+    msg = message_line(state.msg)
     if msg:
         line.append(f"  {msg}", "red" if state.status in BAD else "")
     return line

@@ -22,6 +22,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     CHECKLIST_TITLES,
     finalize,
     level_label,
+    message_line,
     parse_time,
     violations,
 )
@@ -66,7 +67,7 @@ def to_json(value: Any, indent: int | None = 2) -> str:
 
 def cell(value: Any) -> str:
     """Text safe in a Markdown table cell."""
-    return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")
+    return message_line(value if value is not None else "").replace("|", "\\|")
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,23 +212,37 @@ def release_text(value: Any) -> str:
     return str(value) if value else "-"
 
 
+def host_releases(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(before, after) of a host: its published result, else, after a cancel or a kill,
+    what the host itself said (``end``: the release its call started from, the release it
+    runs now), so that a run that did not finish still says what the hosts run."""
+    result = data.get("result") or {}
+    end = data.get("end") or {}
+    after = result.get("after") or end.get("current")
+    before = result.get("before") or end.get("before")
+    if before is None and end.get("outcome") in ("not started", "stopped before switch"):
+        before = end.get("current")
+    return release_text(before), release_text(after)
+
+
 def _host_rows(record: Mapping[str, Any]) -> list[dict[str, str]]:
     rows = []
     for host, data in sorted((record.get("hosts") or {}).items()):
         result = data.get("result") or {}
         phases = data.get("phases") or {}
+        before, after = host_releases(data)
         rows.append(
             {
                 "host": host,
                 "status": str(data.get("status")),
-                "before": release_text(result.get("before")),
-                "after": release_text(result.get("after")),
+                "before": before,
+                "after": after,
                 "path": str(result.get("path") or "-"),
                 "phases": ", ".join(
                     f"{name} {phase.get('status')} {duration(phase.get('duration'))}"
                     for name, phase in _ordered(phases)
                 ),
-                "msg": str(data.get("msg") or ""),
+                "msg": message_line(data.get("msg")),
             }
         )
     return rows

@@ -353,6 +353,7 @@ class HostEnd:
     lock: str = UNKNOWN  # free | released (no live holder) | held by ... | unknown
     detail: str = ""
     controller_lost: str | None = None
+    before: str | None = None  # the release its last call of the run started from
 
     def line(self) -> str:
         text = f"{self.host}: {self.outcome}"
@@ -368,6 +369,7 @@ class HostEnd:
             "lock": self.lock,
             "detail": self.detail,
             "controller_lost": self.controller_lost,
+            "before": self.before,
         }
 
 
@@ -440,6 +442,7 @@ def host_end(host: str, event: str, res: Mapping[str, Any]) -> HostEnd:
         lock=lock,
         detail=str(last.get("msg") or "")[:300],
         controller_lost=last.get("controller_lost"),
+        before=last.get("before"),
     )
 
 

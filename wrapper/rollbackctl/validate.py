@@ -123,9 +123,9 @@ def _database(stats: Mapping[str, Any], enabled: bool, db_failed: list[str]) -> 
     )
     checks = {
         host: [
-            check.get("name")
+            failed_check(check)
             for check in report.get("validation", {}).get("checks", [])
-            if not check.get("ok")
+            if isinstance(check, Mapping) and not _true(check.get("ok"))
         ]
         for host, report in reports.items()
         if isinstance(report, Mapping)
@@ -135,6 +135,31 @@ def _database(stats: Mapping[str, Any], enabled: bool, db_failed: list[str]) -> 
         "hosts": sorted(set(failed) | set(db_failed)),
         "failed_checks": {host: names for host, names in checks.items() if names},
     }
+
+
+def _true(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def failed_check(check: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed database check with its values: what was expected, what was found, and the
+    check's own words."""
+    return {
+        "name": str(check.get("name")),
+        "expected": check.get("expected"),
+        "found": check.get("found"),
+        "detail": str(check.get("detail") or "").strip(),
+    }
+
+
+def check_text(check: Mapping[str, Any]) -> str:
+    """``revision: expected ..., found ... (detail)``, or the detail alone."""
+    text = f"{check.get('name')}: "
+    if check.get("expected") is not None and check.get("found") is not None:
+        text += f"expected {check['expected']}, found {check['found']}"
+        detail = check.get("detail")
+        return text + (f" ({detail})" if detail and detail != check["found"] else "")
+    return text + str(check.get("detail") or "failed")
 
 
 def validate_outcome(result: PlaybookResult) -> ValidateOutcome:
@@ -219,5 +244,9 @@ def validate_table(outcome: ValidateOutcome) -> Table:
 def problems(outcome: ValidateOutcome) -> list[str]:
     lines = [f"{row.host}: {problem}" for row in outcome.hosts for problem in row.problems]
     failed_checks = outcome.database.get("failed_checks") or {}
-    lines += [f"database on {host}: {', '.join(names)}" for host, names in failed_checks.items()]
+    lines += [
+        f"database on {host}: {check_text(check)}"
+        for host, checks in failed_checks.items()
+        for check in checks
+    ]
     return lines

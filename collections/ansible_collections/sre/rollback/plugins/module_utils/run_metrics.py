@@ -157,6 +157,25 @@ def human_duration(seconds: float | None) -> str:
     return " ".join(parts[:2]) or "0 seconds"
 
 
+# Ansible's words for a host it cannot reach over ssh, before ssh's own reason.
+_UNREACHABLE = re.compile(
+    r"(Task failed: )?(Failed to connect to the host via ssh|Data could not be sent to remote "
+    r'host "[^"]*"\. Make sure this host can be reached over ssh):\s*'
+)
+
+
+def message_line(text: Any) -> str:
+    """A host's message on one line (its lines joined with " / "; a carriage return never
+    hides what came before it), Ansible's boilerplate for an unreachable host shortened to
+    "unreachable over ssh:" so that ssh's own reason is what a reader sees."""
+    value = _UNREACHABLE.sub("unreachable over ssh: ", str(text or ""))
+    parts = [part.strip() for part in re.split(r"[\r\n]+", value) if part.strip()]
+    line = " / ".join(parts)
+    if line.endswith("over ssh:"):
+        line += " (ssh said no more: the connection dropped or timed out)"
+    return line
+
+
 def level_label(level: Any) -> str:
     if isinstance(level, int) and level in LEVEL_NAMES:
         return f"level {level} ({LEVEL_NAMES[level]})"
@@ -519,7 +538,9 @@ def _check_execute(record: Mapping[str, Any]) -> dict[str, Any]:
     if status == "empty":
         return _item(name, "failed", finished, "no host matched the level's hosts")
     failed = _failed_hosts(record)
-    detail = "; ".join(f"{h}: {v.get('msg', v.get('status'))}"[:200] for h, v in failed.items())
+    detail = "; ".join(
+        f"{h}: {message_line(v.get('msg') or v.get('status'))}"[:300] for h, v in failed.items()
+    )
     return _item(name, "failed", finished, detail or f"run {status}")
 
 
