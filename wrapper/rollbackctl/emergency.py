@@ -92,7 +92,7 @@ class Step:
     """One level of the range: skipped (no playbook), or run and verified or not."""
 
     level: int
-    outcome: str  # verified | not verified | skipped | canceled
+    outcome: str  # verified | not verified | skipped | canceled | held
     run_id: str | None = None
     note: str = ""
 
@@ -128,7 +128,11 @@ def run_emergency(
     time_to_fix: int,
     console: Console,
     stream: TextIO,
+    allowed: tuple[int, int] | None = None,
 ) -> EmergencyResult:
+    """``allowed`` (first, last) narrows the decided range for a run without a person
+    (rollbackctl.trigger_action): levels below ``first`` are left out, and an escalation
+    past ``last`` stops with a ``held`` step instead of running the level."""
     # Before the decision and its messages: bad input changes nothing and tells no one.
     check_targets(base)
     check_limit(base)
@@ -137,7 +141,8 @@ def run_emergency(
     console.print(decision.reason, highlight=False)
     if decision.start_level is None or decision.max_level is None:
         return EmergencyResult(EXIT_OK, decision)
-    levels = list(range(decision.start_level, decision.max_level + 1))
+    first, last = allowed or (decision.start_level, decision.max_level)
+    levels = list(range(max(first, decision.start_level), decision.max_level + 1))
     unusable = {level: why for level in levels if (why := missing_inputs(base, level))}
     available = [
         level for level in levels if base.project.level_playbook(level) and level not in unusable
@@ -165,7 +170,9 @@ def run_emergency(
     warn_failed_deliveries(notifier, console)
     result = EmergencyResult(EXIT_FAILED, decision)
     with CancelSwitch().forwarding() as cancel:
-        _climb(options, levels, unusable, result, notifier, context, cancel, redactor, console)
+        _climb(
+            options, levels, last, unusable, result, notifier, context, cancel, redactor, console
+        )
     _finish(result, notifier, policy, context, redactor, console)
     return result
 
@@ -227,6 +234,7 @@ def _context(policy: Policy, options: RunOptions, level: int, budget: float) -> 
 def _climb(
     options: RunOptions,
     levels: list[int],
+    last: int,
     unusable: dict[int, str],
     result: EmergencyResult,
     notifier: Notifier,
@@ -244,6 +252,11 @@ def _climb(
             console.print(f"[yellow]{note}[/]", highlight=False)
             result.steps.append(Step(level, "skipped", note=note))
             continue
+        if level > last:
+            note = f"level {level} is above the levels allowed without a person (up to {last})"
+            console.print(f"[yellow]{note}: held[/]", highlight=False)
+            result.steps.append(Step(level, "held", note=note))
+            return
         if failed is not None:
             escalated = _context_for_level(context, level)
             send_escalation(notifier, escalated, failed[0], failed[1])

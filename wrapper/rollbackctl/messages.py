@@ -5,7 +5,9 @@ templates and delivered to stdout, a file and/or a Slack-compatible webhook.
   ``customer`` come from the policy's ``communication.templates`` (placeholders:
   module_utils/policy.py ``TEMPLATE_FIELDS``), sent when a rollback starts;
 * ``escalation`` when a level's verification fails and the next level starts;
-* ``closing`` (internal) and ``customer_closing`` when it ends.
+* ``closing`` (internal) and ``customer_closing`` when it ends;
+* ``approval`` (a page) when an automatic trigger decided a level above what it may run
+  without a person, and waits for ``rollbackctl approve``.
 
 Delivery never stops a rollback: a channel that fails is reported, not raised. The
 webhook URL is a secret: it is read from the environment variable the policy names
@@ -68,7 +70,19 @@ CUSTOMER_CLOSING_TEMPLATE = """Normal service has been restored.
 Thank you for your patience, and we apologize for any inconvenience.
 """
 
+APPROVAL_TEMPLATE = """ROLLBACK NEEDS APPROVAL
+
+Time: {time}
+Reason: {reason}
+Decision: {decision}
+Level: {level} (runs without a person up to level {max_level})
+Impact: {impact}
+Approve: {approve}
+Lead: {lead}
+"""
+
 BUILT_IN = {
+    "approval": APPROVAL_TEMPLATE,
     "escalation": ESCALATION_TEMPLATE,
     "closing": CLOSING_TEMPLATE,
     "customer_closing": CUSTOMER_CLOSING_TEMPLATE,
@@ -337,6 +351,15 @@ def send_escalation(
         {"from_level": f"{from_level} ({LEVEL_NAMES.get(from_level, '?')})", "why": why}
     )
     return notifier.send("escalation", render(ESCALATION_TEMPLATE, context.fields()))
+
+
+def send_approval_request(
+    notifier: Notifier, context: MessageContext, decision: str, max_level: int, approve: str
+) -> SentMessage:
+    """The page: a trigger decided a level above ``max_level``; ``approve`` is the command
+    that lets it run."""
+    context.extra.update({"decision": decision, "max_level": str(max_level), "approve": approve})
+    return notifier.send("approval", render(APPROVAL_TEMPLATE, context.fields()))
 
 
 def send_closing(
