@@ -51,7 +51,7 @@ def rig(testhosts: Any) -> Iterator[Any]:
 def releases(rig: Any) -> dict[tuple[str, str], dict[str, Any]]:
     result = invoke("releases", "-i", str(rig.inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 0, result.output
-    return {(row["host"], row["tag"]): row for row in json.loads(result.stdout)}
+    return {(row["host"], row["tag"]): row for row in json.loads(result.stdout)["releases"]}
 
 
 def test_releases_mark_round_trip(rig: Any, tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_status_exits_1_when_an_application_is_down(rig: Any) -> None:
     args = ["-i", str(rig.inventory), "--project-dir", str(REPO)]
     ok = invoke("status", *args, "--json")
     assert ok.exit_code == 0, ok.output
-    assert {row["host"]: row["health"] for row in json.loads(ok.stdout)} == dict.fromkeys(
+    assert {row["host"]: row["health"] for row in json.loads(ok.stdout)["hosts"]} == dict.fromkeys(
         hosts, "ok"
     )
     stopped = hosts[-1]

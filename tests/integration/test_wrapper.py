@@ -263,7 +263,7 @@ def _run_then_terminate(
 def test_status_shows_release_lock_and_last_rollback(rig: Any) -> None:
     result = invoke("status", "-i", str(rig.inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 0, result.output
-    rows = {row["host"]: row for row in json.loads(result.stdout)}
+    rows = {row["host"]: row for row in json.loads(result.stdout)["hosts"]}
     for host in app_hosts(rig):
         row = rows[host]
         assert row["reachable"] and row["tag"] == STABLE

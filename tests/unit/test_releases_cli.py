@@ -44,7 +44,7 @@ def app_with_a_bad_release(tmp_path: Path) -> Path:
 def listed(inventory: Path) -> dict[str, dict[str, object]]:
     result = invoke("releases", "-i", str(inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 0, result.output
-    return {row["release"]: row for row in json.loads(result.stdout)}
+    return {row["release"]: row for row in json.loads(result.stdout)["releases"]}
 
 
 def test_releases_lists_states_with_reason_and_run(tmp_path: Path) -> None:
@@ -63,7 +63,11 @@ def test_releases_lists_states_with_reason_and_run(tmp_path: Path) -> None:
     assert table.output.splitlines() == [
         "localhost v1.2.3-stable (current) current  since 2026-11-29T10:00:00Z  run r1",
         "localhost v1.3.0 bad  since 2026-11-29T09:00:00Z  run r1  reason gate crashed",
-    ], "no terminal: one complete line per host and release"
+        "State: marked bad (never a default target of level 3): v1.3.0 on localhost.",
+        "Next: clear a wrong mark with `rollbackctl releases mark --good v1.3.0 --reason WHY "
+        f"-i {inventory} --hosts localhost`, or name a target: `rollbackctl run --level 3 "
+        f"-i {inventory} --target TAG`.",
+    ], "no terminal: one complete line per host and release, then the state and next step"
 
 
 def test_mark_good_by_tag_clears_a_bad_mark_and_is_recorded(tmp_path: Path) -> None:
@@ -75,6 +79,10 @@ def test_mark_good_by_tag_clears_a_bad_mark_and_is_recorded(tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert f"localhost: {BAD} bad -> good" in result.output
     assert "v1.3.0 is marked good on 1 host(s)" in result.output
+    assert result.output.splitlines()[-2:] == [
+        "State: v1.3.0 is now marked good on localhost: level 3 may pick it again.",
+        f"Next: see level 3's target with `rollbackctl run --level 3 -i {inventory} --check`.",
+    ]
     row = listed(inventory)[BAD]
     assert (row["state"], row["reason"]) == ("good", why)
     (record_file,) = [p for p in (artifacts / "runs").glob("2*-mark-*.json")]

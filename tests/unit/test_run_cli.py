@@ -284,7 +284,10 @@ def test_a_run_records_everything_and_sends_the_messages(
     )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
-    assert record == only_record(artifacts)
+    closing = {"state": record.pop("state"), "next_step": record.pop("next_step")}
+    assert record == only_record(artifacts), "--json: the record, and the closing lines"
+    assert closing["state"].startswith("level 3 (code) rollback done")
+    assert closing["next_step"].startswith("verify the whole system with `rollbackctl validate")
     assert (record["status"], record["level"], record["level_name"]) == ("ok", 3, "code")
     assert (record["reason"], record["incident"]) == ("v1.3.0 breaks checkout", "INC-7")
     assert record["inventory"] == [str(fake.inventory)]
@@ -636,7 +639,7 @@ def test_status_reads_release_lock_and_last_rollback(tmp_path: Path) -> None:
     )
     result = invoke("status", "-i", str(inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)["hosts"]
     assert row["host"] == "localhost" and row["reachable"] is True
     assert row["tag"] == "v1.2.3-stable"
     assert row["lock"]["run_id"] == "r2"

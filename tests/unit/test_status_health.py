@@ -58,7 +58,7 @@ def test_a_healthy_application_is_shown_and_exits_0(tmp_path: Path, healthy_url:
     inventory = inventory_with(tmp_path, healthy_url)
     result = invoke("status", "-i", str(inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)["hosts"]
     assert (row["health"], row["health_url"]) == ("ok", healthy_url)
     table = invoke("status", "-i", str(inventory), "--project-dir", str(REPO))
     assert table.exit_code == 0 and "health" in table.output
@@ -69,7 +69,7 @@ def test_an_application_that_is_down_exits_1_and_says_where(tmp_path: Path) -> N
     inventory = inventory_with(tmp_path, url)
     result = invoke("status", "-i", str(inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 1, result.output
-    (row,) = json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)["hosts"]
     assert row["reachable"] is True and row["health"] == "down" and row["health_msg"]
     table = invoke("status", "-i", str(inventory), "--project-dir", str(REPO))
     assert table.exit_code == 1
@@ -81,5 +81,5 @@ def test_without_a_health_url_health_is_not_checked(tmp_path: Path) -> None:
     inventory = inventory_with(tmp_path, "''")
     result = invoke("status", "-i", str(inventory), "--project-dir", str(REPO), "--json")
     assert result.exit_code == 0, result.output
-    (row,) = json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)["hosts"]
     assert row["health"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -16,9 +17,12 @@ from ansible_collections.sre.rollback.plugins.module_utils.policy import (
     Decision,
     InputError,
     decide,
+    format_duration,
+    format_percent,
     parse_duration,
     parse_impact,
 )
+from rollbackctl import next_step
 from rollbackctl.policy import PolicyFileError, load_policy
 
 EXIT_CODES_HELP = """
@@ -106,10 +110,15 @@ def decide_command(
     except PolicyFileError as error:
         raise BadInput(str(error)) from None
     decision = decide(policy, severity, impact, time_to_fix)
+    given = shlex.join(
+        ["-s", severity, "--impact", format_percent(impact), "-t", format_duration(time_to_fix)]
+    )
+    closing = next_step.for_decide(decision, given, inventory)
     if as_json:
-        click.echo(json.dumps(decision.as_dict(), indent=2))
+        click.echo(json.dumps({**decision.as_dict(), **closing.fields()}, indent=2))
     else:
         show(decision)
+        next_step.echo(closing)
 
 
 def show(decision: Decision) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import SEVERITIES
+from rollbackctl import next_step
 from rollbackctl.commands.decide import duration_option, impact_option
 from rollbackctl.commands.options import (
     BadInputError,
@@ -80,4 +81,7 @@ def emergency_command(
     if result.report:
         click.echo()
         click.echo(result.report, nl=False)
+    steps = [step.as_dict() for step in result.steps]
+    summary = result.decision.summary
+    next_step.echo(next_step.for_emergency(steps, result.exit_code, summary, options.inventory))
     sys.exit(result.exit_code)

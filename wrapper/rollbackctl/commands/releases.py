@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from rollbackctl import next_step
 from rollbackctl.commands.options import (
     BadInputError,
     optional_target_options,
@@ -54,8 +55,10 @@ def releases_group(
     except BadInput as error:
         raise BadInputError(str(error)) from None
     rows = release_rows(outcome)
+    closing = next_step.for_releases(rows, outcome.exit_code, inventory)
     if as_json:
-        click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
+        listed = [row.as_dict() for row in rows]
+        click.echo(json.dumps({"releases": listed, **closing.fields()}, indent=2))
     else:
         console = output_console()
         if console.is_terminal:
@@ -66,6 +69,7 @@ def releases_group(
         for line in [*problems(outcome), outcome.note]:
             if line:
                 console.print(line)
+        next_step.echo(closing)
     sys.exit(outcome.exit_code)
 
 
@@ -114,4 +118,6 @@ def mark_command(
     for line in outcome.lines(release, mark):
         console.print(line, highlight=False)
     console.print(f"Run record: {outcome.record_path}", highlight=False)
+    marked = [host for host, data in outcome.hosts.items() if data.get("after") == mark]
+    next_step.echo(next_step.for_mark(release, mark, marked, outcome.exit_code, inventory))
     sys.exit(outcome.exit_code)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rollbackctl import records
+from rollbackctl import next_step, records
 from rollbackctl.commands.options import BadInputError, project_of
 from rollbackctl.project import artifacts_dir, records_dir
 from rollbackctl.report import FORMATS, TemplateProblem, render_report
@@ -69,8 +69,10 @@ def report_command(
         text = render_report(record, fmt, template)
     except (records.RecordNotFound, TemplateProblem) as error:
         raise BadInputError(str(error)) from None
+    closing = next_step.for_report(record)
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
-        return
-    output.write_text(text, encoding="utf-8")
-    click.echo(f"report written to {output}", err=True)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"report written to {output}", err=True)
+    next_step.echo(closing, err=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
 import click
 
+from rollbackctl import next_step
 from rollbackctl.commands.options import (
     BadInputError,
     build_run_options,
@@ -17,7 +19,6 @@ from rollbackctl.progress import output_console
 from rollbackctl.rollback import (
     EXIT_CODES_HELP,
     BadInput,
-    outcome_json,
     run_level,
     show_outcome,
 )
@@ -49,6 +50,10 @@ def run_command(level: int, as_json: bool, **params: Any) -> None:
     except BadInput as error:
         raise BadInputError(str(error)) from None
     show_outcome(outcome, console)
+    closing = next_step.for_run(outcome.record, outcome.exit_code, options.inventory)
+    for line in closing.lines():
+        console.print(line, highlight=False, markup=False)
     if as_json:
-        click.echo(outcome_json(outcome))
+        record = {**outcome.record, **closing.fields()}
+        click.echo(json.dumps(record, indent=2, sort_keys=True, default=str))
     sys.exit(outcome.exit_code)

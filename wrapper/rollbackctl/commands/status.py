@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from rollbackctl import next_step
 from rollbackctl.commands.options import BadInputError, project_of, target_options
 from rollbackctl.rollback import BadInput
 from rollbackctl.status import problems, run_status, status_table
@@ -41,8 +42,10 @@ def status_command(
         outcome = run_status(project, inventory, limit, hosts)
     except BadInput as error:
         raise BadInputError(str(error)) from None
+    closing = next_step.for_status(outcome.hosts, outcome.exit_code, problems(outcome), inventory)
     if as_json:
-        click.echo(json.dumps([row.as_dict() for row in outcome.hosts], indent=2, default=str))
+        rows = [row.as_dict() for row in outcome.hosts]
+        click.echo(json.dumps({"hosts": rows, **closing.fields()}, indent=2, default=str))
     else:
         console = Console(highlight=False)
         if not console.is_terminal:
@@ -51,4 +54,5 @@ def status_command(
         for line in [*problems(outcome), outcome.note]:
             if line:
                 console.print(line, soft_wrap=True)
+        next_step.echo(closing)
     sys.exit(outcome.exit_code)

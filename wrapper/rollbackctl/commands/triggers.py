@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import Policy
+from rollbackctl import next_step
 from rollbackctl.policy import PolicyFileError, load_policy
 from rollbackctl.triggers import (
     DEFAULT_WEBHOOK,
@@ -90,9 +91,12 @@ def render_command(
     if out is None:
         for name, text in files.items():
             click.echo(f"# --- {name}\n{text}", nl=False)
+        next_step.echo(next_step.for_render([]), err=True)
         return
-    for path in write_rendered(files, out):
+    written = [str(path) for path in write_rendered(files, out)]
+    for path in written:
         click.echo(f"wrote {path}")
+    next_step.echo(next_step.for_render(written))
 
 
 @click.command(name="replay", epilog=EXIT_CODES_HELP)
@@ -126,8 +130,11 @@ def replay_command(
         result = run_replay(policy, parse_time(start), parse_time(end), source, where)
     except TriggerInputError as error:
         raise BadInput(str(error)) from None
+    fired = sum(len(entries) for entries in result["fired"].values())
+    closing = next_step.for_replay(fired)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps({**result, **closing.fields()}, indent=2))
         return
     for line in timeline_lines(result):
         click.echo(line)
+    next_step.echo(closing)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from rollbackctl import next_step
 from rollbackctl.commands.options import BadInputError, project_of, target_options
 from rollbackctl.rollback import BadInput
 from rollbackctl.validate import problems, run_validate, validate_table
@@ -41,8 +42,9 @@ def validate_command(
         outcome = run_validate(project, inventory, limit, hosts)
     except BadInput as error:
         raise BadInputError(str(error)) from None
+    closing = next_step.for_validate(outcome, inventory)
     if as_json:
-        click.echo(json.dumps(outcome.as_dict(), indent=2, default=str))
+        click.echo(json.dumps({**outcome.as_dict(), **closing.fields()}, indent=2, default=str))
     else:
         console = Console(highlight=False)
         if not console.is_terminal:
@@ -52,4 +54,5 @@ def validate_command(
             if line:
                 console.print(line, soft_wrap=True)
         console.print("valid" if outcome.exit_code == 0 else "INVALID", highlight=False)
+        next_step.echo(closing)
     sys.exit(outcome.exit_code)
