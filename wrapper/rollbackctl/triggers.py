@@ -111,11 +111,25 @@ def prometheus_source(url: str, start: float, end: float, rules: list[Rule]) -> 
         )
         table: dict[float, dict[Labels, float]] = {}
         for series in data.get("result", []):
-            group = tuple(sorted((k, v) for k, v in series["metric"].items() if k in rule.group_by))
+            group = group_of(rule, series["metric"])
             for timestamp, value in series.get("values", []):
                 table.setdefault(float(timestamp), {})[group] = float(value)
         tables[rule.name] = table
     return lambda rule, at: tables[rule.name].get(at, {})
+
+
+def group_of(rule: Rule, metric: dict[str, str]) -> Labels:
+    """The rule's group (its ``by`` labels) of a series Prometheus answered."""
+    return tuple(sorted((k, v) for k, v in metric.items() if k in rule.group_by))
+
+
+def instant_values(url: str, rule: Rule, at: float) -> dict[Labels, float]:
+    """The rule's value per group at ``at``: one instant query."""
+    data = query_prometheus(url, "query", {"query": rule.value_expr(), "time": f"{at:.3f}"})
+    return {
+        group_of(rule, series["metric"]): float(series["value"][1])
+        for series in data.get("result", [])
+    }
 
 
 def query_prometheus(url: str, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rollbackctl.commands.run import run_command
 from rollbackctl.commands.status import status_command
 from rollbackctl.commands.triggers import replay_command, triggers_group
 from rollbackctl.commands.validate import validate_command
+from rollbackctl.commands.watch import alerts_group, approve_command, watch_command
 
 COMMANDS: list[click.Command] = [
     decide_command,
@@ -23,4 +24,7 @@ COMMANDS: list[click.Command] = [
     report_command,
     triggers_group,
     replay_command,
+    watch_command,
+    alerts_group,
+    approve_command,
 ]
