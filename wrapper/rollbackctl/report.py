@@ -10,11 +10,13 @@ them by name.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from html import escape
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markdown_it import MarkdownIt
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import format_duration
 from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
@@ -27,9 +29,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     violations,
 )
 from rollbackctl.progress import PHASE_ORDER
+from rollbackctl.timeline_svg import incident_svg
 
 FORMATS = {
     "markdown": "report.md.j2",
+    "html": "report.md.j2",  # the Markdown, as an HTML page (markdown-it)
     "json": "report.json.j2",
     "junit": "report.junit.xml.j2",
 }
@@ -74,7 +78,11 @@ def cell(value: Any) -> str:
 # The view
 
 
-def report_view(record: Mapping[str, Any]) -> dict[str, Any]:
+def report_view(
+    record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """``related``: the records of the incident's earlier levels (an escalation), drawn in
+    the timeline picture before this one."""
     metrics = record.get("metrics") or {}
     timeline = record.get("timeline") or {}
     return {
@@ -87,6 +95,7 @@ def report_view(record: Mapping[str, Any]) -> dict[str, Any]:
             ("Started", when(timeline.get("started"))),
             ("Completed", _completed_line(record, timeline)),
         ],
+        "picture": incident_svg([*related, record]),
         "impact": [
             ("Users affected", _users(metrics)),
             ("Duration", _measure_text(metrics.get("total_downtime"))),
@@ -328,9 +337,13 @@ def environment(template: Path | None = None, autoescape: bool = False) -> jinja
 
 
 def render_report(
-    record: dict[str, Any], fmt: str = "markdown", template: Path | None = None
+    record: dict[str, Any],
+    fmt: str = "markdown",
+    template: Path | None = None,
+    related: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """The record rendered with the format's template, or ``template`` instead."""
+    """The record rendered with the format's template, or ``template`` instead; ``html`` is
+    the Markdown as a page."""
     if fmt not in FORMATS:
         raise TemplateProblem(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
     if record.get("schema", 0) >= 1 and "hosts" in record:
@@ -338,10 +351,23 @@ def render_report(
     env = environment(template, autoescape=fmt == "junit")
     name = template.name if template is not None else FORMATS[fmt]
     try:
-        return env.get_template(name).render(record=record, view=report_view(record))
+        text = env.get_template(name).render(record=record, view=report_view(record, related))
     except jinja2.TemplateNotFound:
         raise TemplateProblem(f"template {template or name} not found") from None
     except jinja2.TemplateError as error:
         where = f"{template or name}"
         line = getattr(error, "lineno", None)
         raise TemplateProblem(f"{where}{f', line {line}' if line else ''}: {error}") from None
+    return html_page(text, _title(record)) if fmt == "html" else text
+
+
+def html_page(markdown: str, title: str) -> str:
+    """A Markdown report as one HTML page (tables, the inline SVG kept as it is)."""
+    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
+        f"</head><body>\n{body}</body></html>\n"
+    )

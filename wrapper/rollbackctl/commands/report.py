@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,7 +29,8 @@ Exit codes:
     type=click.Choice(list(FORMATS)),
     default="markdown",
     show_default=True,
-    help="markdown: the runbook's lessons-learned entry; junit: a test case per host and phase.",
+    help="markdown: the runbook's lessons-learned entry with the incident's timeline picture "
+    "(inline SVG); html: the same as a page; junit: a test case per host and phase.",
 )
 @click.option(
     "--records",
@@ -66,7 +68,7 @@ def report_command(
     directory = records_path or records_dir(artifacts_dir(project_of(project_dir)))
     try:
         _, record = records.find(directory, run_id)
-        text = render_report(record, fmt, template)
+        text = render_report(record, fmt, template, earlier_levels(directory, record))
     except (records.RecordNotFound, TemplateProblem) as error:
         raise BadInputError(str(error)) from None
     closing = next_step.for_report(record)
@@ -76,3 +78,18 @@ def report_command(
         output.write_text(text, encoding="utf-8")
         click.echo(f"report written to {output}", err=True)
     next_step.echo(closing, err=True)
+
+
+def earlier_levels(directory: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of the levels an emergency ran before this one (its escalation), for the
+    timeline picture; a record that is gone is left out."""
+    found = []
+    for step in record.get("escalation") or []:
+        run_id = step.get("run_id") if isinstance(step, dict) else None
+        if not run_id or run_id == record.get("run_id"):
+            continue
+        try:
+            found.append(records.find(directory, str(run_id))[1])
+        except records.RecordNotFound:
+            continue
+    return found
