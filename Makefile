@@ -11,7 +11,7 @@ ANSIBLE_WARNING_FILTER := ignore:DSA is deprecated:UserWarning:ansible._internal
 comma := ,
 export PYTHONWARNINGS := $(ANSIBLE_WARNING_FILTER)$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: demo test venv system-deps lint unit integration clean
+.PHONY: demo test venv system-deps lint unit integration eda-rig clean
 
 demo: venv system-deps
 	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo
@@ -45,6 +45,11 @@ unit: venv
 
 integration: venv system-deps
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+# Longer than make test allows (~1 min): the shipped rulebook, through ansible-rulebook, runs
+# the real level 3 on the rig (tests/integration/test_eda_rig.py).
+eda-rig: venv system-deps
+	@SRE_ROLLBACK_EDA_RIG=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -m integration tests/integration/test_eda_rig.py $(PYTEST_ARGS)
 
 clean:
 	@[ ! -x tests/hosts/testhosts ] || tests/hosts/testhosts down

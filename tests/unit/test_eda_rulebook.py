@@ -22,12 +22,12 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.conftest import COLLECTION, REPO, VENV_BIN
+from tests.support.rulebook import payload_bytes
 
 EDA = COLLECTION / "extensions" / "eda"
 RULEBOOK = EDA / "rulebooks" / "alertmanager_rollback.yml"
 AWX_RULEBOOK = EDA / "rulebooks" / "alertmanager_rollback_awx.yml"
 SOURCE_PLUGIN = EDA / "plugins" / "event_source" / "alertmanager.py"
-PAYLOADS = REPO / "tests" / "eda" / "payloads"
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -35,7 +35,7 @@ def load(path: Path) -> list[dict[str, Any]]:
 
 
 def payload(name: str) -> dict[str, Any]:
-    return json.loads((PAYLOADS / f"{name}.json").read_text())
+    return json.loads(payload_bytes(name))
 
 
 def run_rule(rulebook: list[dict[str, Any]]) -> dict[str, Any]:
