@@ -77,7 +77,15 @@ def make_record(run_id: str = "20261129T101500Z-l3-abc123", **changes: Any) -> d
                 },
             },
         },
-        "tasks": [{"host": "h2", "task": "x", "at": "2026-11-29T10:20:00Z"}],
+        "tasks": [
+            {
+                "host": "h2",
+                "task": "x",
+                "phase": "switch",
+                "status": "ok",
+                "at": "2026-11-29T10:20:00Z",
+            }
+        ],
         "messages": [
             {
                 "kind": "internal",

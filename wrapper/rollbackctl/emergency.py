@@ -36,6 +36,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     level_label,
     utcnow,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils import levels
 from rollbackctl import records
 from rollbackctl.messages import (
     MessageContext,
@@ -76,15 +77,6 @@ from rollbackctl.runner import (
 )
 
 VALIDATE_PLAYBOOK = "validate.yml"
-# Inputs without which a level cannot do anything: it is skipped with a note (and the
-# range goes on), rather than run to fail and send an escalation for nothing.
-LEVEL_INPUTS = {
-    1: (
-        "feature_flag_names",
-        "level 1 needs the flags to turn off (-e feature_flag_names=NAME[,NAME], or "
-        "feature_flag_names in the inventory): skipped",
-    ),
-}
 
 
 @dataclass
@@ -178,14 +170,16 @@ def run_emergency(
 
 
 def missing_inputs(options: RunOptions, level: int) -> str | None:
-    """Why ``level`` cannot run with these options (see LEVEL_INPUTS), or None. A variable
-    counts when given with ``-e`` or set for any host of the inventory."""
-    if level not in LEVEL_INPUTS or options.project.level_playbook(level) is None:
+    """Why ``level`` cannot run with these options (the level registry's ``required``
+    input: the level is skipped and the range goes on, rather than run to fail and send an
+    escalation for nothing), or None. A variable counts when given with ``-e`` or set for
+    any host of the inventory."""
+    required = levels.LEVELS[level].required if level in levels.LEVELS else None
+    if required is None or options.project.level_playbook(level) is None:
         return None
-    name, why = LEVEL_INPUTS[level]
-    if options.extra_vars.get(name):
+    if options.extra_vars.get(required.var):
         return None
-    return None if inventory_sets(options, name) else why
+    return None if inventory_sets(options, required.var) else required.skip_note(level)
 
 
 def inventory_sets(options: RunOptions, name: str) -> bool:
@@ -326,14 +320,14 @@ def _verify(
     validation = run_playbook(request, LineProgress(console, state), cancel, redactor, state)
     ok = validation.rc == 0 and not validation.canceled
     note = f"{playbook.name} {'passed' if ok else 'failed'} (run {run_id})"
-    outcome.record["validation"] = {
+    verdict = {
         "status": "ok" if ok else "failed",
         "at": iso(utcnow()),
         "playbook": playbook.name,
         "run_id": run_id,
         "note": note,
     }
-    records.save(outcome.record_path, outcome.record, redactor)
+    records.add(outcome.record_path, outcome.record, redactor, validation=verdict)
     return ok, note
 
 
@@ -349,13 +343,15 @@ def _finish(
     if last is None:
         return
     record = last.record
-    record["escalation"] = [step.as_dict() for step in result.steps]
-    for step in result.steps:
-        if step.outcome == "skipped":
-            records.note(record, step.note)
-    records.save(last.record_path, record, redactor)
+    records.add(
+        last.record_path,
+        record,
+        redactor,
+        notes=[step.note for step in result.steps if step.outcome == "skipped"],
+        escalation=[step.as_dict() for step in result.steps],
+    )
     send_closing(notifier, policy, context, record)
     warn_failed_deliveries(notifier, console)
     record_messages(record, notifier.sent, notifier.notes())
-    records.save(last.record_path, record, redactor)
+    records.add(last.record_path, record, redactor)
     result.report = render_report(record, "markdown")

@@ -1,9 +1,8 @@
 """Live progress of a playbook run, per host and per phase, from ansible-runner's events.
 
-The roles tag every task ``phase_<name>`` (plan, build, switch, restart, health, revert,
-unlock, record). Events carry ``task_tags`` in some ansible-runner versions; otherwise the
-phase is read from the task's own file at ``task_path`` (its tags, or those of the block
-around it), and a task without one (inside an included role) stays in its host's phase.
+A task's phase is decided once, by the run-record callback (plugin_utils ``phases``), and
+carried in the task's events: the live view reads that decision, so it and the record
+agree. An event without one (no callback) stays in its host's phase.
 """
 
 from __future__ import annotations
@@ -12,10 +11,8 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-import yaml
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -23,34 +20,13 @@ from rich.text import Text
 
 from ansible_collections.sre.rollback.plugins.module_utils.redaction import mask_urls
 from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import message_line
-
-PHASE_ORDER = (
-    "preflight",
-    "plan",
-    "build",
-    "hook",
-    "change",
-    "set",
-    "switch",
-    "restart",
-    "health",
-    "verify",
-    "revert",
-    "unlock",
-    "record",
+from ansible_collections.sre.rollback.plugins.plugin_utils.phases import (
+    PHASE_ORDER,
+    event_phase,
+    is_loader,
+    refused_inputs,
+    short_action,
 )
-# Includes load tasks on the controller: no work on the host, no phase of their own.
-LOADERS = frozenset({"include_role", "include_tasks", "import_role", "import_tasks"})
-
-
-def _action(data: Mapping[str, Any]) -> str:
-    return str(data.get("task_action") or "").rsplit(".", 1)[-1]
-
-
-def _refused_inputs(data: Mapping[str, Any]) -> bool:
-    """sre.rollback.role_inputs failed on the inputs (as run_record.refused_inputs)."""
-    return _action(data) == "role_inputs" and "argument_errors" in (data.get("res") or {})
-
 
 DONE_EVENTS = {
     "runner_on_ok": "ok",
@@ -72,72 +48,6 @@ BAD = ("failed", "unreachable", "canceled", "unknown")
 MESSAGE_LIMIT = 2000
 """A host's message is kept up to this many characters, as the run record keeps it: a
 verdict and its next step fit, in the live lines as in the record."""
-
-
-# --------------------------------------------------------------------------------------------
-# Phase of a task
-
-
-def _phase_in_tags(tags: Any) -> str | None:
-    if isinstance(tags, str):
-        tags = [tags]
-    for tag in tags or []:
-        if str(tag).startswith("phase_"):
-            return str(tag)[len("phase_") :]
-    return None
-
-
-class PhaseResolver:
-    """The ``phase_*`` tag of a task, from the event or from the task's YAML file."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, dict[int, str | None]] = {}
-
-    def phase(self, event_data: Mapping[str, Any]) -> str | None:
-        tagged = _phase_in_tags(event_data.get("task_tags"))
-        if tagged:
-            return tagged
-        where = str(event_data.get("task_path") or "")
-        path, _, line = where.rpartition(":")
-        if not path or not line.isdigit():
-            return None
-        if path not in self.files:
-            self.files[path] = _task_phases(Path(path))
-        return self.files[path].get(int(line))
-
-
-def _task_phases(path: Path) -> dict[int, str | None]:
-    """Line of each task mapping (1-based, as ``task_path`` gives it) -> its phase."""
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    phases: dict[int, str | None] = {}
-    _walk(root, None, phases)
-    return phases
-
-
-def _walk(node: yaml.Node | None, inherited: str | None, phases: dict[int, str | None]) -> None:
-    if isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _walk(item, inherited, phases)
-    elif isinstance(node, yaml.MappingNode):
-        own = inherited
-        for key, value in node.value:
-            if key.value == "tags":
-                own = _phase_in_tags(_scalars(value)) or own
-        phases[node.start_mark.line + 1] = own
-        for key, value in node.value:
-            if key.value in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks"):
-                _walk(value, own, phases)
-
-
-def _scalars(node: yaml.Node) -> list[str]:
-    if isinstance(node, yaml.ScalarNode):
-        return [str(node.value)]
-    if isinstance(node, yaml.SequenceNode):
-        return [str(item.value) for item in node.value if isinstance(item, yaml.ScalarNode)]
-    return []
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,7 +90,6 @@ class RunState:
         self.pid: int | None = None
         self.no_hosts = False
         self.stats: dict[str, Any] = {}
-        self.resolver = PhaseResolver()
         self.started = time.monotonic()
 
     def ordered_phases(self) -> list[str]:
@@ -209,13 +118,11 @@ class RunState:
 
     def _phase(self, data: Mapping[str, Any]) -> str:
         host = str(data.get("host"))
-        if _action(data) == "validate_argument_spec":
-            return "preflight"
-        found = self.resolver.phase(data)
+        found = event_phase(data)
         return found or self.current.get(host) or str(data.get("role") or "play")
 
     def _start(self, data: Mapping[str, Any]) -> list[PhaseChange]:
-        if _action(data) in LOADERS:
+        if is_loader(data.get("task_action")):
             return []
         host = str(data.get("host"))
         phase = self._phase(data)
@@ -239,13 +146,13 @@ class RunState:
         return changes
 
     def _done(self, data: Mapping[str, Any], status: str) -> list[PhaseChange]:
-        if _action(data) in LOADERS and status not in BAD:
+        if is_loader(data.get("task_action")) and status not in BAD:
             return []
         host = str(data.get("host"))
         steps = _steps(data)
         if steps and status != "skipped":
             return self._steps_done(host, steps, status, data)
-        if status in BAD and _refused_inputs(data):
+        if status in BAD and refused_inputs(data.get("task_action"), data.get("res") or {}, True):
             self._move_to_preflight(host)
         phase = self.current.get(host) or self._phase(data)
         state = self.hosts.setdefault(host, {}).setdefault(phase, PhaseState())
@@ -261,7 +168,7 @@ class RunState:
                 now = time.monotonic()
                 self.hosts[other][phase] = PhaseState("ok", now, now, 1)
                 published.append(PhaseChange(other, phase, self.hosts[other][phase]))
-        if status in BAD and _action(data) == "fail":
+        if status in BAD and short_action(data.get("task_action")) == "fail":
             # The verdict after an earlier failure of the host (a rescue's "stop the rollout
             # here"): its message goes to the phase that failed, which stays the failed one.
             earlier = [

@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ansible_collections.sre.rollback.plugins.plugin_utils import levels
+
 PROJECT_ENV = "ROLLBACKCTL_PROJECT_DIR"
 ARTIFACTS_ENV = "ROLLBACKCTL_ARTIFACTS"
-LEVELS = (1, 2, 3, 4, 5)
+LEVELS = tuple(levels.LEVELS)
 
 
 class ProjectError(Exception):
@@ -31,7 +33,8 @@ class Project:
         return path if path.is_file() else None
 
     def level_playbook(self, level: int) -> Path | None:
-        return self.playbook(f"rollback-l{level}.yml")
+        known = levels.LEVELS.get(level)
+        return self.playbook(known.playbook) if known else None
 
     def available_levels(self) -> list[int]:
         return [level for level in LEVELS if self.level_playbook(level) is not None]
@@ -41,7 +44,7 @@ class Project:
         which = ", ".join(str(n) for n in available) if available else "none"
         return (
             f"level {level} playbook not implemented yet: {self.root}/playbooks/"
-            f"rollback-l{level}.yml does not exist. Levels that exist: {which}."
+            f"{levels.LEVELS[level].playbook} does not exist. Levels that exist: {which}."
         )
 
 

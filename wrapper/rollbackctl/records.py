@@ -1,31 +1,28 @@
-"""Run records on disk: find, load, complete and save them.
+"""Run records on disk: find and load them; add to them through their owner.
 
-The records are written by the collection's callback (``sre.rollback.run_record``); the
-wrapper adds what only it knows (messages sent, validation, escalation, locks released
-after a cancel) and recomputes the derived sections with the same module_utils code.
+The records have one writer, the collection's plugin_utils ``run_records`` (the
+``sre.rollback.run_record`` callback writes what Ansible saw); the wrapper adds what only
+it knows (messages sent, validation, escalation, hosts settled after a cancel, trigger
+timings) with ``add`` (that module's ``add``), the one API for it. Their schema:
+plugin_utils/run_record.schema.json.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import LEVEL_NAMES
 from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
-    finalize,
-    iso,
-    utcnow,
-)
-from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
+from ansible_collections.sre.rollback.plugins.plugin_utils import run_records
 from rollbackctl.progress import RunState
-from rollbackctl.project import private_dir
 
 LATEST = "latest.json"
+
+add = run_records.add
+"""The one API to add to a record (and write it): ``add(path, record, redactor, *,
+notes=(), **sections)`` (plugin_utils run_records.add)."""
 
 
 class RecordNotFound(Exception):
@@ -53,15 +50,9 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def save(path: Path, record: dict[str, Any], redactor: Redactor | None = None) -> None:
-    """Recompute the derived sections, mask secrets, write atomically (0600 in 0700)."""
-    finalize(record)
-    data = redactor.data(record, by_name=False) if redactor else record
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    """Write the record as it is (derived sections recomputed, secrets masked): ``add``
+    with no section."""
+    add(path, record, redactor)
 
 
 def find(directory: Path, run_id: str | None = None) -> tuple[Path, dict[str, Any]]:
@@ -102,13 +93,13 @@ def _quiet_load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def fallback(
-    run_id: str, playbook: Path, level: int | None, state: RunState, status: str, note: str
-) -> dict[str, Any]:
-    """A record made by the wrapper when the callback left none (ansible-playbook did not
-    start, or was killed before its first write)."""
-    now = iso(utcnow())
-    hosts = {
+def fallback(run_id: str, playbook: Path, level: int | None, state: RunState) -> dict[str, Any]:
+    """The record of a run the callback left none of (ansible-playbook did not start, or
+    was killed before its first write): the callback's first lines, with the hosts and
+    phases the live view saw. The caller adds its status and note (``add``)."""
+    record = run_records.new_record(playbook.name, level, run_id)
+    record["finished"] = record["started"]
+    record["hosts"] = {
         host: {
             "status": "failed"
             if any(p.status in ("failed", "unreachable") for p in phases.values())
@@ -124,24 +115,7 @@ def fallback(
         }
         for host, phases in state.hosts.items()
     }
-    return {
-        "run_id": run_id,
-        "playbook": playbook.name,
-        "level": level,
-        "level_name": LEVEL_NAMES.get(level) if level else None,
-        "who": run_identity.real_user(),
-        "controller": socket.gethostname(),
-        "started": now,
-        "finished": now,
-        "status": status,
-        "hosts": hosts,
-        "tasks": [],
-        "notes": [note],
-    }
-
-
-def note(record: dict[str, Any], text: str) -> None:
-    record.setdefault("notes", []).append(text)
+    return record
 
 
 # After a kill, how a host's call ended by its journal, as a host status of the record.
@@ -160,16 +134,16 @@ def settled(
     ends: Mapping[str, Mapping[str, Any]],
     in_flight: Mapping[str, str],
     killed: bool,
-) -> None:
+) -> dict[str, Any]:
     """Add what each host said after a cancel or a kill (``hosts.<host>.end``: outcome,
     current release, lock, detail). After a kill the callback never saw the results of the
     hosts in flight: their status is what their journal says, else ``unknown``, and never
     what the record last claimed."""
-    hosts = record.setdefault("hosts", {})
+    hosts: dict[str, Any] = record.setdefault("hosts", {})
     for host, end in ends.items():
         hosts.setdefault(host, {"status": "ok", "phases": {}})["end"] = dict(end)
     if not killed:
-        return
+        return hosts
     for host, phase in in_flight.items():
         host_rec = hosts.setdefault(host, {"status": "ok", "phases": {}})
         outcome = str((ends.get(host) or {}).get("outcome") or "unknown")
@@ -180,3 +154,4 @@ def settled(
         host_rec.setdefault("phases", {}).setdefault(phase, {"tasks": 0}).update(
             status="unknown", msg=msg
         )
+    return hosts

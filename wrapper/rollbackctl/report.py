@@ -28,7 +28,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     parse_time,
     violations,
 )
-from rollbackctl.progress import PHASE_ORDER
+from ansible_collections.sre.rollback.plugins.plugin_utils.phases import PHASE_ORDER
 from rollbackctl.timeline_svg import incident_svg
 
 FORMATS = {

@@ -20,7 +20,6 @@ import yaml
 from rich.console import Console
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import (
-    LEVEL_NAMES,
     InputError,
     Policy,
     default_policy,
@@ -33,7 +32,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     policy_snapshot,
     utcnow,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
+from ansible_collections.sre.rollback.plugins.plugin_utils import levels, run_identity
 from ansible_collections.sre.rollback.plugins.plugin_utils.inputs import blank_names
 from rollbackctl import records
 from rollbackctl.messages import (
@@ -135,40 +134,10 @@ class Outcome:
     summary: str
 
 
-# What --target names at each level: the flag(s) to set, the config revision, the
-# release (tag or id), the database revision to migrate down to.
-TARGET_VARIABLES = {
-    1: "feature_flag_names",
-    2: "config_target",
-    3: "release_target",
-    4: "database_target_revision",
-}
-
-# The variables that name a level's target, what to give, and what leaving it out does. Given
-# empty (`--target "$UNSET"`, `-e release_target=`) they are refused: an empty target must
-# not quietly become the default one.
-TARGET_INPUTS = {
-    "feature_flag_names": (
-        "the flag(s) to set (new_checkout or a,b)",
-        "level 1 has no default: it needs the flags",
-    ),
-    "config_target": (
-        "a config revision (r0003-1a2b3c4d)",
-        "leave it out to go back to the previous revision",
-    ),
-    "release_target": (
-        "a release tag or id (v1.2.3-stable)",
-        "leave it out to roll back to the newest stable release older than the current one",
-    ),
-    "database_target_revision": (
-        "a database revision (20240101120000)",
-        "leave it out to only restore database_restore_backup",
-    ),
-    "database_restore_backup": (
-        "a backup name (prod-2024-01-15)",
-        "leave it out to only migrate down to database_target_revision",
-    ),
-}
+# The variables that name a level's target (the level registry's): given empty
+# (`--target "$UNSET"`, `-e VAR=`) they are refused, since an empty target must not quietly
+# become the default one.
+TARGET_INPUTS = levels.target_inputs()
 
 
 def new_run_id(level: int) -> str:
@@ -239,21 +208,21 @@ def _check_inventory(inventory: str) -> None:
 
 
 def check_targets(options: RunOptions) -> None:
-    """Refuse a target given empty: ``--target ""`` or ``-e release_target=`` (an unset
+    """Refuse a target given empty: ``--target ""`` or ``-e VAR=`` of a level's target (an unset
     shell variable) must not roll back to the default target."""
     if options.target is not None and not options.target.strip():
         level = options.level if options.decision is None and options.level else 3
-        what, left_out = TARGET_INPUTS[TARGET_VARIABLES.get(level, "release_target")]
+        target = levels.LEVELS.get(level, levels.LEVELS[3]).targets[0]
         raise BadInput(
-            f"--target is empty (an unset shell variable?): give {what}, or {left_out} "
-            "(without --target). Nothing was changed."
+            f"--target is empty (an unset shell variable?): give {target.what}, or "
+            f"{target.left_out} (without --target). Nothing was changed."
         )
     blank = blank_names(list(TARGET_INPUTS), options.extra_vars)
     if blank:
         raise BadInput(
             " ".join(
-                f"-e {name} is empty (an unset shell variable?): give {TARGET_INPUTS[name][0]}, "
-                f"or {TARGET_INPUTS[name][1]}."
+                f"-e {name} is empty (an unset shell variable?): give {TARGET_INPUTS[name].what}, "
+                f"or {TARGET_INPUTS[name].left_out}."
                 for name in blank
             )
             + " Nothing was changed."
@@ -318,7 +287,7 @@ def _times(options: RunOptions) -> dict[str, str | None]:
 
 def prepare(options: RunOptions) -> Prepared:
     """Every check that can fail before anything runs; raises BadInput."""
-    if options.level not in LEVEL_NAMES:
+    if options.level not in levels.LEVELS:
         raise BadInput(f"level {options.level} does not exist: levels are 1 to 5")
     playbook = options.project.level_playbook(options.level)
     if playbook is None:
@@ -361,8 +330,8 @@ def extravars(prepared: Prepared) -> dict[str, Any]:
     # `run` names one level, so the target is that level's; `emergency` climbs several
     # levels, and its --target names the release of level 3 only.
     level = options.level if options.decision is None else 3
-    if options.target and options.level == level and level in TARGET_VARIABLES:
-        values[TARGET_VARIABLES[level]] = options.target
+    if options.target and options.level == level and level in levels.LEVELS:
+        values[levels.LEVELS[level].target] = options.target
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -401,48 +370,54 @@ def execute(
 def _outcome(prepared: Prepared, result: PlaybookResult, redactor: Redactor) -> Outcome:
     record = _record_of(prepared, result)
     status = str(record.get("status"))
+    notes: list[str] = []
+    added: dict[str, Any] = {}
     if result.canceled or result.killed:
         # What each host really did, as the hosts say it (runner.settle).
         ends = {host: end.data() for host, end in result.ends.items()}
-        records.settled(record, ends, result.in_flight, killed=result.killed)
+        added["hosts"] = records.settled(record, ends, result.in_flight, killed=result.killed)
     if result.canceled:
-        status = record["status"] = "canceled"
-        for line in result.cleanup:
-            records.note(record, f"after the cancel: {line}")
+        status = "canceled"
+        notes += [f"after the cancel: {line}" for line in result.cleanup]
     elif result.killed:
-        status = record["status"] = "killed"
-        records.note(
-            record,
+        status = "killed"
+        notes.append(
             f"ansible-playbook ended without finishing its record (rc {result.rc}): the "
-            "results of hosts in flight are the hosts' own (journal) or unknown",
+            "results of hosts in flight are the hosts' own (journal) or unknown"
         )
-        for line in result.cleanup:
-            records.note(record, f"after the kill: {line}")
+        notes += [f"after the kill: {line}" for line in result.cleanup]
     elif status == "running":  # the callback never saw the end
-        status = record["status"] = "failed"
-        records.note(record, f"ansible-playbook ended without finishing (rc {result.rc})")
+        status = "failed"
+        notes.append(f"ansible-playbook ended without finishing (rc {result.rc})")
     elif status == "ok" and result.rc != 0:
-        status = record["status"] = "failed"
-        records.note(record, f"ansible-playbook exited with rc {result.rc}: see its stdout")
+        status = "failed"
+        notes.append(f"ansible-playbook exited with rc {result.rc}: see its stdout")
     if result.error:
-        records.note(record, result.error)
-    record.setdefault("policy", policy_snapshot(prepared.policy))
-    records.save(result.record_path, record, redactor)
+        notes.append(result.error)
+    policy = record["policy"] if "policy" in record else policy_snapshot(prepared.policy)
+    records.add(
+        result.record_path, record, redactor, notes=notes, status=status, policy=policy, **added
+    )
     code = exit_code(status, result, record)
     return Outcome(code, status, record, result.record_path, result, _summary(record, result, code))
 
 
 def _record_of(prepared: Prepared, result: PlaybookResult) -> dict[str, Any]:
+    """The callback's record of the run; when it wrote none, the record's first lines
+    with the hosts the live view saw, and why (the run's status is set by the caller)."""
     if result.record_path.is_file():
         try:
             return records.load(result.record_path)
         except records.RecordNotFound:
             pass
-    status = "canceled" if result.canceled else "failed"
-    note = f"the run-record callback wrote nothing (ansible-playbook rc {result.rc})"
-    return records.fallback(
-        prepared.run_id, prepared.playbook, prepared.options.level, result.state, status, note
+    record = records.fallback(
+        prepared.run_id, prepared.playbook, prepared.options.level, result.state
     )
+    record["status"] = "canceled" if result.canceled else "failed"
+    record["notes"].append(
+        f"the run-record callback wrote nothing (ansible-playbook rc {result.rc})"
+    )
+    return record
 
 
 def exit_code(
@@ -572,7 +547,7 @@ def run_level(options: RunOptions, console: Console, stream: TextIO) -> Outcome:
     send_closing(notifier, prepared.policy, context, outcome.record)
     warn_failed_deliveries(notifier, console)
     record_messages(outcome.record, notifier.sent, notifier.notes())
-    records.save(outcome.record_path, outcome.record, redactor)
+    records.add(outcome.record_path, outcome.record, redactor)
     return outcome
 
 

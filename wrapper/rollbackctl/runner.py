@@ -59,6 +59,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
     Redactor,
     secret_values,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.levels import (
+    LEVELS,
+    level_of_playbook,
+    settle_args,
+)
 from rollbackctl.progress import PhaseChange, Progress, QuietProgress, RunState
 from rollbackctl.project import Project, private_dir
 
@@ -338,7 +343,6 @@ def _interrupt(pid: int | None) -> bool:
 # After a cancel or a kill: what each host really did
 
 
-SETTLE_ARGS = "app_root={{ release_app_root }} state=unlocked run_id=%s wait=%d"
 UNKNOWN = "unknown"
 
 
@@ -381,6 +385,8 @@ def settle(request: PlaybookRequest, state: RunState, private: Path) -> dict[str
     if not hosts:
         return {}
     ends: dict[str, HostEnd] = {}
+    level = level_of_playbook(request.playbook.name) or 3
+    undo = LEVELS[level].cancel
 
     def on_event(event: dict[str, Any]) -> bool:
         data = event.get("event_data") or {}
@@ -392,8 +398,8 @@ def settle(request: PlaybookRequest, state: RunState, private: Path) -> dict[str
     adhoc = private_dir(private / "settle")
     ansible_runner.run(
         private_data_dir=str(adhoc),
-        module="sre.rollback.release",
-        module_args=SETTLE_ARGS % (request.run_id, SETTLE_SECONDS),
+        module=undo.module,
+        module_args=settle_args(level, request.run_id, SETTLE_SECONDS),
         host_pattern=",".join(hosts),
         cmdline=shlex.join(inventory_args(request.inventory)),
         envvars={**runner_env(request), "SRE_ROLLBACK_RECORD_DIR": str(adhoc / "records")},

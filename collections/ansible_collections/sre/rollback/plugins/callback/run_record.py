@@ -59,9 +59,7 @@ options:
 
 import json
 import os
-import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -81,33 +79,36 @@ from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
 )
 from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     FAILED_STATUSES,
-    SCHEMA,
-    finalize,
     iso,
     parse_time,
     policy_snapshot,
     utcnow,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.levels import (
+    level_of_playbook,
+    recorded_target_vars,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.phases import (
+    is_loader,
+    publish,
+    refused_inputs,
+    short_action,
+    task_phase,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import (
     PLAY_VAR,
     new_run_id,
     real_user,
 )
-
-LEVEL_RE = re.compile(r"rollback-l([1-5])\.ya?ml$")
-WRITE_INTERVAL = 1.0
-# Extra vars that name what a run goes to, per level (and the generic rollback_target).
-TARGET_VARS = (
-    "feature_flag_names",
-    "feature_flag_state",
-    "config_target",
-    "config_source",
-    "release_tag",
-    "release_target",
-    "database_target_revision",
-    "database_restore_backup",
-    "rollback_target",
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_records import new_record
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_records import (
+    write as write_record,
 )
+
+WRITE_INTERVAL = 1.0
+# Extra vars that name what a run goes to: each level's (the level registry's), and the
+# generic rollback_target.
+TARGET_VARS = recorded_target_vars()
 GIVEN_TIMES = {
     "incident_started": "rollback_incident_started_at",
     "detected": "rollback_detected_at",
@@ -157,19 +158,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
     def v2_playbook_on_start(self, playbook: Any) -> None:
         name = os.path.basename(playbook._file_name)
         self.playbook_dir = os.path.dirname(os.path.abspath(playbook._file_name))
-        level = LEVEL_RE.search(name)
-        self.record = {
-            "schema": SCHEMA,
-            "playbook": name,
-            "level": int(level.group(1)) if level else None,
-            "who": real_user(),
-            "controller": socket.gethostname(),
-            "started": now(),
-            "status": "running",
-            "hosts": {},
-            "tasks": [],
-            "notes": [],
-        }
+        self.record = new_record(name, level_of_playbook(name))
         self._hook_interrupts()
 
     def v2_playbook_on_play_start(self, play: Any) -> None:
@@ -243,12 +232,18 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         return policy_snapshot(default_policy())
 
     # -- tasks ------------------------------------------------------------------------
+    def v2_playbook_on_task_start(self, task: Any, is_conditional: bool) -> None:
+        publish(task_phase(task))  # the live view (rollbackctl) reads this decision
+
+    def v2_playbook_on_handler_task_start(self, task: Any) -> None:
+        publish(task_phase(task))
+
     def v2_runner_on_start(self, host: Any, task: Any) -> None:
         with self.lock:
             self.started[(host.get_name(), task._uuid)] = (
                 time.monotonic(),
                 time.time(),
-                phase_of(task),
+                task_phase(task),
             )
 
     def _task_done(self, result: Any, status: str) -> None:
@@ -263,7 +258,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             entry: dict[str, Any] = {
                 "host": host,
                 "task": task.get_name(),
-                "phase": "preflight" if refused_inputs(task, res, status) else phase_of(task),
+                "phase": "preflight"
+                if refused_inputs(task.action, res, status in FAILED)
+                else task_phase(task),
                 "status": status,
                 "changed": bool(res.get("changed")),
                 "duration": round(time.monotonic() - began, 3) if began else None,
@@ -275,10 +272,10 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             steps = sub_phases(res)
             if steps:
                 self._host_steps(host, entry, steps, began_epoch)
-            elif not (is_loader(task) and status not in FAILED):
+            elif not (is_loader(task.action) and status not in FAILED):
                 # Loading a role or a tasks file is not work on the host: no phase of its
                 # own (a failed include still fails the host).
-                self._host_phase(host, entry, began_at, verdict=short_action(task) == "fail")
+                self._host_phase(host, entry, began_at, verdict=short_action(task.action) == "fail")
                 # A run_once task that publishes results for a batch (set_stats of
                 # release_results) did that phase for every host it names.
                 for other in sorted(published_hosts(res, self.record["hosts"]) - {host}):
@@ -465,24 +462,17 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 return
             if not self.record.get("run_id"):
                 self.record["run_id"] = new_run_id()
-            finalize(self.record)
             directory = record_dir(self.get_option("record_dir"), self.playbook_dir)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            os.chmod(directory, 0o700)
             path = os.path.join(directory, f"{self.record['run_id']}.json")
-            tmp = f"{path}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.redacted(), handle, indent=1, sort_keys=True, default=str)
-            os.replace(tmp, path)
+            write_record(path, self.record, masked=self.redacted)
             self._link_latest(directory, path)
             self.last_write = time.monotonic()
             if self.done:
                 self._display.display(f"run record: {path}", screen_only=True)
 
-    def redacted(self) -> dict[str, Any]:
+    def redacted(self, record: dict[str, Any] | None = None) -> dict[str, Any]:
         """Inputs are masked by key name (target, results, decision), everything by value."""
-        record = dict(self.record)
+        record = dict(self.record if record is None else record)
         for key in ("target", "decision", "given"):
             record[key] = self.redactor.data(record.get(key))
         record["hosts"] = {
@@ -581,37 +571,3 @@ def published_hosts(res: Mapping[str, Any], known: Mapping[str, Any]) -> set[str
         for host in value
         if host in known
     }
-
-
-LOADERS = frozenset({"include_role", "include_tasks", "import_role", "import_tasks"})
-
-
-def short_action(task: Any) -> str:
-    return str(getattr(task, "action", "") or "").rsplit(".", 1)[-1]
-
-
-def is_loader(task: Any) -> bool:
-    """An include of a role or tasks file: it runs nothing on the host itself."""
-    return short_action(task) in LOADERS
-
-
-def refused_inputs(task: Any, res: Mapping[str, Any], status: str) -> bool:
-    """A role_inputs task that failed on the inputs (with ``then``, it is tagged with the
-    phase of the action it runs, which then never ran): that is the preflight."""
-    return status in FAILED and short_action(task) == "role_inputs" and "argument_errors" in res
-
-
-def phase_of(task: Any) -> str:
-    """The phase a task belongs to: its ``phase_*`` tag, or one of a block or include
-    around it (the roles tag every task); a role's argument check is its preflight; else
-    its role."""
-    if short_action(task) == "validate_argument_spec":
-        return "preflight"
-    node = task
-    while node is not None:
-        for tag in getattr(node, "tags", None) or []:
-            if str(tag).startswith("phase_"):
-                return str(tag)[len("phase_") :]
-        node = getattr(node, "_parent", None)
-    role = getattr(task, "_role", None)
-    return role.get_name() if role else "play"

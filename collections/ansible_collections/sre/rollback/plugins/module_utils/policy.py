@@ -34,10 +34,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.sre.rollback.plugins.plugin_utils import levels
+
 SEVERITIES = ("critical", "high", "medium", "low")
 """Most severe first."""
 
-LEVEL_NAMES = {1: "feature flag", 2: "configuration", 3: "code", 4: "database", 5: "full system"}
+LEVEL_NAMES = levels.LEVEL_NAMES
 
 ACTIONS = ("rollback", "fix_forward")
 

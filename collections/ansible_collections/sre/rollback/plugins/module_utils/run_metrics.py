@@ -33,10 +33,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.policy import (
     format_duration,
     parse_duration,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils import levels
 
 SCHEMA = 2
 
-LEVEL_BUDGETS = {1: 60, 2: 300, 3: 900, 4: 1800, 5: 3600}
+LEVEL_BUDGETS = levels.LEVEL_BUDGETS
 """The runbook's time budget of each level, in seconds (< 1 min ... < 1 h)."""
 
 DATA_RESTORING_LEVELS = (4, 5)
