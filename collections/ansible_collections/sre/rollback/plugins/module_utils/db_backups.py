@@ -13,12 +13,15 @@ Stdlib only: used by the modules on the hosts and by tests on the controller.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import time
 from typing import Any
+
+from ansible_collections.sre.rollback.plugins.module_utils.hostio import (
+    sha256_file as sha256_file,
+)
 
 SCHEMA = "sre.rollback/db-backup/1"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -50,14 +53,6 @@ def data_path(backup_dir: str, name: str, engine: str) -> str:
 
 def utc_stamp(epoch: float | None = None, fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
     return time.strftime(fmt, time.gmtime(time.time() if epoch is None else epoch))
-
-
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_private_json(path: str, data: Any, owner: tuple[int, int] | None = None) -> None:

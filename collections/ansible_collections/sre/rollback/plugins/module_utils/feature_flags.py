@@ -23,11 +23,12 @@ from __future__ import annotations
 import difflib
 import json
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+from ansible_collections.sre.rollback.plugins.module_utils.hostio import run_command
 
 STATES = ("ENABLED", "DISABLED")
 TOP_LEVEL_KEYS = frozenset({"flags", "$schema", "$evaluators", "metadata"})
@@ -364,20 +365,12 @@ def clear_caches(clear: dict[str, Any], timeout: float) -> dict[str, Any] | None
     """Make the app drop its caches (``command`` run on the host, or a request to ``url``);
     None when neither is given; FlagError when it did not work."""
     if clear.get("command"):
-        try:
-            proc = subprocess.run(
-                ["/bin/sh", "-c", clear["command"]],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise FlagError(f"cache clear {clear['command']!r} took over {timeout} s") from exc
-        if proc.returncode != 0:
+        proc = run_command(["/bin/sh", "-c", clear["command"]], timeout)
+        if proc.rc is None:
+            raise FlagError(f"cache clear {clear['command']!r} took over {timeout} s")
+        if proc.rc != 0:
             raise FlagError(
-                f"cache clear {clear['command']!r} failed (exit {proc.returncode}): "
-                f"{(proc.stdout + proc.stderr).strip()[-500:]}"
+                f"cache clear {clear['command']!r} failed (exit {proc.rc}): {proc.output[-500:]}"
             )
         return {"command": clear["command"], "rc": 0}
     if clear.get("url"):

@@ -11,13 +11,11 @@ AnsibleModule costs each call on every host (plugins/plugin_utils/stdlib_module.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import stat
-import subprocess
 import time
 from typing import Any
 
@@ -28,6 +26,7 @@ from ansible_collections.sre.rollback.plugins.module_utils import (
     services,
 )
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import CheckMode
+from ansible_collections.sre.rollback.plugins.module_utils.hostio import run_command, sha256_file
 from ansible_collections.sre.rollback.plugins.module_utils.releases import (
     MANIFEST_NAME,
     META_NAME,
@@ -152,14 +151,6 @@ def manifest_value(path: str) -> str:
     return f"{digest} mode {mode:o}" if mode & 0o7111 else digest
 
 
-def sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def manifest_differences(actual: dict[str, str], recorded: dict[str, str]) -> list[str]:
     """Each path where the tree and its manifest differ, with how (changed, missing, new)."""
     differ = []
@@ -207,24 +198,13 @@ def run(
     timeout: int = 600,
     shell: bool = False,
 ) -> str:
-    try:
-        proc = subprocess.run(
-            cmd,
-            cwd=cwd,
-            env=env,
-            shell=shell,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ReleaseError(f"{cmd!r} took longer than {timeout} s in {cwd}") from exc
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip()[-2000:]
+    proc = run_command(cmd, timeout, cwd=cwd, env=env, shell=shell)
+    if proc.rc is None:
+        raise ReleaseError(f"{cmd!r} took longer than {timeout} s in {cwd}")
+    if proc.rc != 0:
         raise ReleaseError(
             f"{cmd if isinstance(cmd, str) else ' '.join(cmd)} failed "
-            f"(exit {proc.returncode}) in {cwd}: {output}"
+            f"(exit {proc.rc}) in {cwd}: {proc.output[-2000:]}"
         )
     return proc.stdout
 

@@ -18,6 +18,7 @@ preflight), ``publish(phase)``, ``is_loader(action)``, ``short_action(action)``,
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -115,8 +116,18 @@ def publish(phase: str) -> None:
     """Put the phase of the task that starts into ansible-runner's event data (every
     event of the task carries it as ``EVENT_KEY``). Without ansible-runner's event
     callback (plain ansible-playbook, AWX's own) there is nothing to do."""
+    context = _runner_event_context()
+    if context is not None:
+        context.add_global(**{EVENT_KEY: phase})
+
+
+@functools.cache
+def _runner_event_context() -> Any:
+    """ansible-runner's event context, when its stdout callback (loaded before any other
+    callback) runs in this process; looked up once."""
     for name, module in list(sys.modules.items()):
         if name.endswith("awx_display"):
             context = getattr(module, "event_context", None)
             if context is not None and hasattr(context, "add_global"):
-                context.add_global(**{EVENT_KEY: phase})
+                return context
+    return None
