@@ -33,7 +33,7 @@ def test_render_writes_rules_and_route_from_the_policy(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rules = yaml.safe_load((tmp_path / "sre-rollback-rules.yml").read_text())["groups"][0]
     error_rate = next(r for r in rules["rules"] if r["alert"] == "RollbackErrorRate")
-    assert (error_rate["for"], error_rate["keep_firing_for"]) == ("30s", "30s")  # the rig's 30s
+    assert (error_rate["for"], error_rate["keep_firing_for"]) == ("20s", "10s")  # the rig: 20s, 5s
     assert error_rate["labels"]["rollback_level"] == "3"
     assert error_rate["labels"]["service"] == "core_api"
     route = yaml.safe_load((tmp_path / "alertmanager-sre-rollback.yml").read_text())

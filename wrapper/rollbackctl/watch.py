@@ -183,9 +183,8 @@ class Watcher:
         verdicts = []
         seen = self.actions.state.data["seen"]
         for firing in self.firings():
-            group = tuple(sorted(firing.group.items()))
-            if firing.key in seen or group not in self.evaluators[firing.rule].alerts:
-                continue  # acted on, or cleared by a rollback of this pass
+            if firing.key in seen:
+                continue
             with self._paused():
                 verdict = self.actions.handle(firing)
             verdicts.append(verdict)
@@ -199,12 +198,16 @@ class Watcher:
     def _after(self, verdict: Verdict) -> None:
         self._say(verdict.line())
         if verdict.outcome == "ran":
+            # A window that was pending during the rollback measured the release it replaced:
+            # it starts again from what runs now. Firing rules resolve in their own time.
             for evaluator in self.evaluators.values():
                 if evaluator.rule.service == verdict.firing.service:
-                    evaluator.alerts.clear()
+                    for group, alert in list(evaluator.alerts.items()):
+                        if alert.state == "pending":
+                            del evaluator.alerts[group]
             self._say(
-                f"{stamp(self.clock())}  after the rollback every rule of "
-                f"{verdict.firing.service} starts its window again"
+                f"{stamp(self.clock())}  after the rollback the pending windows of "
+                f"{verdict.firing.service} start again"
             )
             self._save()
 
@@ -269,13 +272,17 @@ class Watcher:
             self.live.start()
         try:
             count = 0
-            next_at = self.clock()
+            # Evaluations are stamped with their schedule, exactly one interval apart, as
+            # Prometheus stamps a rule group's: a window of N intervals is N intervals, not
+            # one more because a query took a few milliseconds.
+            at = float(math.floor(self.clock()))
             while iterations is None or count < iterations:
-                self.evaluate(self.clock())
+                self.evaluate(at)
                 count += 1
-                next_at += self.interval
-                self.sleep(max(0.0, next_at - self.clock()))
-                next_at = max(next_at, self.clock() - self.interval)
+                at += self.interval
+                if at < self.clock() - self.interval:  # fell behind (a level ran): skip ahead
+                    at += (self.clock() - at) // self.interval * self.interval
+                self.sleep(max(0.0, at - self.clock()))
         finally:
             if self.live is not None:
                 self.live.stop()
