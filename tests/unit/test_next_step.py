@@ -100,9 +100,11 @@ def test_validate_points_at_the_level_that_fixes_what_failed() -> None:
     fine = HostValidation("h2", True, "v1.2.3-stable", True, "ok", "ok", "ok")
     outcome = ValidateOutcome(1, [fine, odd], "v1.2.3-stable", {"status": "ok"})
     closing = next_step.for_validate(outcome, "i")
-    assert closing.state == "INVALID on h3."
+    assert closing.state == "INVALID: h3 not on v1.2.3-stable."
     assert "--target v1.2.3-stable --limit h3" in closing.next_step
-    damaged = ValidateOutcome(1, [fine], "v1.2.3-stable", {"status": "failed", "hosts": ["h1"]})
-    closing = next_step.for_validate(damaged, "i")
-    assert closing.state == "INVALID on h1."
+    fine.database = "failed"  # as validate_outcome sets it on every row
+    checks = {"h1": [{"name": "app_data_check", "expected": "exit 0", "found": "exit 1"}]}
+    database = {"status": "failed", "hosts": ["h1"], "failed_checks": checks}
+    closing = next_step.for_validate(ValidateOutcome(1, [fine], "v1.2.3-stable", database), "i")
+    assert closing.state == "INVALID: the database on h1 failed app_data_check."
     assert "-e database_restore_backup=NAME" in closing.next_step

@@ -314,11 +314,31 @@ def for_validate(outcome: Any, inventory: str) -> Closing:
         )
     else:
         step = "fix what the lines above name"
-    failing = sorted({row.host for row in rows if not row.valid} | set(database.get("hosts") or []))
     return Closing(
-        f"INVALID on {_hosts(failing)}.",
+        "INVALID: " + "; ".join(_invalid(outcome)) + ".",
         f"{step}; then `rollbackctl validate -i {inv}` again.",
     )
+
+
+def _invalid(outcome: Any) -> list[str]:
+    """What failed, in words: one part per kind of failure."""
+    rows = outcome.hosts
+    database = outcome.database or {}
+    found = []
+    for what, hosts in (
+        ("unreachable", [r.host for r in rows if not r.reachable]),
+        (f"not on {outcome.release}", [r.host for r in rows if r.release_ok is False]),
+        ("unhealthy", [r.host for r in rows if r.reachable and r.health != "ok"]),
+        ("configuration check failed", [r.host for r in rows if r.config == "failed"]),
+    ):
+        if hosts:
+            found.append(f"{_hosts(hosts)} {what}")
+    checks = database.get("failed_checks") or {}
+    if database.get("status") == "failed":
+        for host in database.get("hosts") or sorted(checks):
+            names = ", ".join(str(c.get("name")) for c in checks.get(host) or []) or "its checks"
+            found.append(f"the database on {host} failed {names}")
+    return found or [f"{_hosts(r.host for r in rows if not r.valid)} failed"]
 
 
 # --------------------------------------------------------------------------------------------
