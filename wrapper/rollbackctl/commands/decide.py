@@ -13,16 +13,13 @@ from rich.text import Text
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import (
     LEVEL_NAMES,
-    SEVERITIES,
     Decision,
-    InputError,
     decide,
     format_duration,
     format_percent,
-    parse_duration,
-    parse_impact,
 )
 from rollbackctl import next_step
+from rollbackctl.commands.options import incident_options
 from rollbackctl.policy import PolicyFileError, load_policy
 
 EXIT_CODES_HELP = """
@@ -38,43 +35,8 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-def impact_option(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        return parse_impact(value)
-    except InputError as error:
-        raise click.BadParameter(str(error), ctx, param) from None
-
-
-def duration_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    try:
-        return parse_duration(value)
-    except InputError as error:
-        raise click.BadParameter(str(error), ctx, param) from None
-
-
 @click.command(name="decide", epilog=EXIT_CODES_HELP)
-@click.option(
-    "-s",
-    "--severity",
-    required=True,
-    type=click.Choice(SEVERITIES, case_sensitive=False),
-    help="Severity of the incident.",
-)
-@click.option(
-    "--impact",
-    required=True,
-    metavar="PERCENT|all",
-    callback=impact_option,
-    help="Share of users affected: 0 to 100 (60, 60%), or 'all'.",
-)
-@click.option(
-    "-t",
-    "--time-to-fix",
-    required=True,
-    metavar="DURATION",
-    callback=duration_option,
-    help="Estimated time to fix forward: 90s, 5m, 5 min, 1h, 2 hours, 1h30m, or seconds.",
-)
+@incident_options
 @click.option(
     "-i",
     "--inventory",

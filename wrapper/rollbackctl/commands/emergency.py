@@ -7,12 +7,11 @@ from typing import Any
 
 import click
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import SEVERITIES
 from rollbackctl import next_step
-from rollbackctl.commands.decide import duration_option, impact_option
 from rollbackctl.commands.options import (
     BadInputError,
     build_run_options,
+    incident_options,
     run_options,
     target_options,
 )
@@ -32,34 +31,10 @@ Exit codes:
 
 
 @click.command(name="emergency", epilog=EXIT_CODES_HELP)
-@click.option(
-    "-s",
-    "--severity",
-    required=True,
-    type=click.Choice(SEVERITIES, case_sensitive=False),
-    help="Severity of the incident.",
-)
-@click.option(
-    "--impact",
-    "impact_percent",
-    required=True,
-    metavar="PERCENT|all",
-    callback=impact_option,
-    help="Share of users affected: 0 to 100, or 'all'.",
-)
-@click.option(
-    "-t",
-    "--time-to-fix",
-    required=True,
-    metavar="DURATION",
-    callback=duration_option,
-    help="Estimated time to fix forward: 90s, 5m, 1h30m...",
-)
+@incident_options
 @target_options
 @run_options
-def emergency_command(
-    severity: str, impact_percent: float, time_to_fix: int, **params: Any
-) -> None:
+def emergency_command(severity: str, impact: float, time_to_fix: int, **params: Any) -> None:
     """Decide the level range with the decision matrix, send the internal and customer
     messages, run the lowest level, verify it (its health gates, then playbooks/validate.yml
     when it exists), escalate to the next level of the range when verification fails (with
@@ -70,7 +45,7 @@ def emergency_command(
     options = build_run_options(0, params)
     console = output_console()
     try:
-        result = run_emergency(options, severity, impact_percent, time_to_fix, console, sys.stdout)
+        result = run_emergency(options, severity, impact, time_to_fix, console, sys.stdout)
     except BadInput as error:
         raise BadInputError(str(error)) from None
     for step in result.steps:

@@ -8,6 +8,12 @@ from typing import Any, TypeVar
 
 import click
 
+from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+    SEVERITIES,
+    InputError,
+    parse_duration,
+    parse_impact,
+)
 from rollbackctl.project import Project, ProjectError, artifacts_dir, find_project
 from rollbackctl.rollback import BadInput, RunOptions, parse_extra_vars
 
@@ -59,6 +65,53 @@ def _target_options(function: F, required: bool) -> F:
                 type=click.Path(file_okay=False, path_type=Path),
                 help="The project checkout (ansible.cfg, playbooks/); default: found from the "
                 "working directory, or $ROLLBACKCTL_PROJECT_DIR.",
+            ),
+        ],
+    )
+
+
+def impact_option(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_impact(value)
+    except InputError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+def duration_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        return parse_duration(value)
+    except InputError as error:
+        raise click.BadParameter(str(error), ctx, param) from None
+
+
+def incident_options(function: F) -> F:
+    """What the decision matrix reads: severity, impact (``impact``: a share of users,
+    0 to 1) and time to fix (``time_to_fix``: seconds); ``decide`` and ``emergency``."""
+    return _apply(
+        function,
+        [
+            click.option(
+                "-s",
+                "--severity",
+                required=True,
+                type=click.Choice(SEVERITIES, case_sensitive=False),
+                help="Severity of the incident.",
+            ),
+            click.option(
+                "--impact",
+                required=True,
+                metavar="PERCENT|all",
+                callback=impact_option,
+                help="Share of users affected: 0 to 100 (60, 60%), or 'all'.",
+            ),
+            click.option(
+                "-t",
+                "--time-to-fix",
+                required=True,
+                metavar="DURATION",
+                callback=duration_option,
+                help="Estimated time to fix forward: 90s, 5m, 5 min, 1h, 2 hours, 1h30m, or "
+                "seconds.",
             ),
         ],
     )
