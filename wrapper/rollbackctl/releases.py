@@ -17,7 +17,13 @@ from rich.text import Text
 
 from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
 from rollbackctl.project import Project, records_dir
-from rollbackctl.rollback import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput
+from rollbackctl.rollback import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    BadInput,
+    project_playbook,
+)
 from rollbackctl.runner import PlaybookRequest, run_playbook, stats_data
 from rollbackctl.status import StatusOutcome
 
@@ -150,11 +156,7 @@ def mark_release(
         raise BadInput(f"mark must be one of {', '.join(MARKS)}, not {mark!r}")
     if not release.strip() or not reason.strip():
         raise BadInput("give the release (id or tag) and --reason (why, for the release log)")
-    playbook = project.playbook(MARK_PLAYBOOK)
-    if playbook is None:
-        raise BadInput(f"{project.root}/playbooks/{MARK_PLAYBOOK} does not exist")
-    if "," not in inventory and not Path(inventory).expanduser().exists():
-        raise BadInput(f"inventory {inventory!r} not found")
+    playbook = project_playbook(project, MARK_PLAYBOOK, inventory)
     run_id = run_identity.new_run_id("mark")
     extravars = {
         "mark_release": release,

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -205,6 +206,36 @@ def _check_inventory(inventory: str) -> None:
         f"inventory {inventory!r} not found: give a file or directory (inventories/prod), or "
         "a host list ending with a comma (10.0.0.5,)"
     )
+
+
+def project_playbook(project: Project, name: str, inventory: str) -> Path:
+    """``playbooks/<name>`` of the project, with the inventory checked; BadInput when
+    either is missing."""
+    playbook = project.playbook(name)
+    if playbook is None:
+        raise BadInput(f"{project.root}/playbooks/{name} does not exist")
+    _check_inventory(inventory)
+    return playbook
+
+
+def run_check(
+    project: Project, name: str, inventory: str, limit: str | None, hosts: str | None
+) -> PlaybookResult:
+    """Run a read-only playbook (status.yml, validate.yml) quietly: no run record kept (a
+    check is not a run), no artifacts."""
+    playbook = project_playbook(project, name, inventory)
+    with tempfile.TemporaryDirectory(prefix=f"rollbackctl-{Path(name).stem}-") as scratch:
+        request = PlaybookRequest(
+            project=project,
+            playbook=playbook,
+            inventory=inventory,
+            run_id=Path(name).stem,
+            record_dir=Path(scratch) / "records",
+            artifacts_dir=None,
+            extravars={"rollback_hosts": hosts} if hosts else {},
+            limit=limit,
+        )
+        return run_playbook(request)
 
 
 def check_targets(options: RunOptions) -> None:

@@ -4,18 +4,16 @@ database revision where the inventory says where they are."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from rollbackctl.project import Project
-from rollbackctl.rollback import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput
-from rollbackctl.runner import PlaybookRequest, PlaybookResult, run_playbook
+from rollbackctl.rollback import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, run_check
+from rollbackctl.runner import PlaybookResult
 
 STATUS_PLAYBOOK = "status.yml"
 
@@ -46,23 +44,7 @@ class StatusOutcome:
 def run_status(
     project: Project, inventory: str, limit: str | None = None, hosts: str | None = None
 ) -> StatusOutcome:
-    playbook = project.playbook(STATUS_PLAYBOOK)
-    if playbook is None:
-        raise BadInput(f"{project.root}/playbooks/{STATUS_PLAYBOOK} does not exist")
-    if "," not in inventory and not Path(inventory).expanduser().exists():
-        raise BadInput(f"inventory {inventory!r} not found")
-    with tempfile.TemporaryDirectory(prefix="rollbackctl-status-") as scratch:
-        request = PlaybookRequest(
-            project=project,
-            playbook=playbook,
-            inventory=inventory,
-            run_id="status",
-            record_dir=Path(scratch) / "records",  # a status check is not a run to keep
-            artifacts_dir=None,
-            extravars={"rollback_hosts": hosts} if hosts else {},
-            limit=limit,
-        )
-        result = run_playbook(request)
+    result = run_check(project, STATUS_PLAYBOOK, inventory, limit, hosts)
     return outcome_of(result)
 
 

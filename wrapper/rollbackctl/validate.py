@@ -4,19 +4,17 @@ health check, the configuration check and the database validation."""
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
 from rollbackctl.project import Project
-from rollbackctl.rollback import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, BadInput
-from rollbackctl.runner import PlaybookRequest, PlaybookResult, run_playbook
+from rollbackctl.rollback import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, run_check
+from rollbackctl.runner import PlaybookResult
 
 VALIDATE_PLAYBOOK = "validate.yml"
 
@@ -89,23 +87,7 @@ class ValidateOutcome:
 def run_validate(
     project: Project, inventory: str, limit: str | None = None, hosts: str | None = None
 ) -> ValidateOutcome:
-    playbook = project.playbook(VALIDATE_PLAYBOOK)
-    if playbook is None:
-        raise BadInput(f"{project.root}/playbooks/{VALIDATE_PLAYBOOK} does not exist")
-    if "," not in inventory and not Path(inventory).expanduser().exists():
-        raise BadInput(f"inventory {inventory!r} not found")
-    with tempfile.TemporaryDirectory(prefix="rollbackctl-validate-") as scratch:
-        request = PlaybookRequest(
-            project=project,
-            playbook=playbook,
-            inventory=inventory,
-            run_id="validate",
-            record_dir=Path(scratch) / "records",  # a check, not a run to keep
-            artifacts_dir=None,
-            extravars={"rollback_hosts": hosts} if hosts else {},
-            limit=limit,
-        )
-        result = run_playbook(request)
+    result = run_check(project, VALIDATE_PLAYBOOK, inventory, limit, hosts)
     return validate_outcome(result)
 
 
