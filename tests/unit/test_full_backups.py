@@ -160,3 +160,71 @@ def test_host_parts_records_snapshots_and_trees() -> None:
     assert parts["uploads"]["snapshot"] == "ab12" and parts["uploads"]["verified"]
     assert parts["config"]["trees"]["/gone"]["exists"] is False
     assert parts["config"]["trees"]["/c"]["sha256"] == "y"
+
+
+def a_plan(db_type: str = "default", target_epoch: float | None = None) -> dict[str, object]:
+    the_set = {
+        "id": "s2",
+        "hosts": {
+            "h2": {
+                "parts": {
+                    "uploads": {"snapshot": "ab12", "trees": {"/u": {"bytes": 1000}}},
+                    "config": {"snapshot": "cd34", "trees": {"/c": {"bytes": 10}}},
+                }
+            }
+        },
+        "database": {"host": "h1", "label": "F1", "size": 5000},
+    }
+    plan: dict[str, object] = {"set": the_set, "db_type": db_type, "db_target": None}
+    if target_epoch is not None:
+        plan["target_epoch"] = target_epoch
+    return plan
+
+
+INFO = [{"name": "demo", "status": {"code": 0}, "backup": [{"label": "F1"}]}]
+OK_CHECKS = {"restic": {"rc": 0}, "verify": {"rc": 0}, "pg_info": INFO, "stanza": "demo"}
+
+
+def problems(**over: object) -> list[str]:
+    args: dict[str, object] = {
+        "plan": a_plan(),
+        "app_hosts": ["h2"],
+        "db_host": "h1",
+        "snapshots": [{"short_id": "ab12"}, {"short_id": "cd34"}],
+        "checks": OK_CHECKS,
+        "free": {"h1": 10**9, "h2": 10**9},
+        "locks": {"h2": ""},
+    }
+    args.update(over)
+    return fb.preflight_problems(**args)  # type: ignore[arg-type]
+
+
+def test_preflight_passes_when_everything_is_there() -> None:
+    assert problems() == []
+
+
+@pytest.mark.parametrize(
+    ("over", "says"),
+    [
+        ({"snapshots": [{"short_id": "ab12"}]}, "h2 config: restic snapshot cd34"),
+        ({"checks": {**OK_CHECKS, "restic": {"rc": 1, "err": "pack 1f2e: damaged"}}}, "damaged"),
+        ({"checks": {**OK_CHECKS, "pg_info": [{"name": "demo", "backup": []}]}}, "F1"),
+        ({"checks": {**OK_CHECKS, "verify": {"rc": 1, "err": "bad checksum"}}}, "verify"),
+        ({"app_hosts": ["h2", "h9"]}, "h9 is not in backup set s2"),
+        ({"free": {"h1": 100, "h2": 10**9}}, "h1: 100 bytes free"),
+        ({"locks": {"h2": "run_id r9"}}, "h2 is locked by another run (run_id r9)"),
+        (
+            {"plan": a_plan("time", 2000.0), "checks": {**OK_CHECKS, "wal_newest": 1000.0}},
+            "not covered by the archived WAL",
+        ),
+    ],
+)
+def test_preflight_names_each_problem(over: dict[str, object], says: str) -> None:
+    found = problems(**over)
+    assert len(found) == 1 and says in found[0], found
+
+
+def test_needed_bytes_counts_parts_and_cluster() -> None:
+    the_set = a_plan()["set"]
+    assert fb.needed_bytes(the_set, "h2") == 1010  # type: ignore[arg-type]
+    assert fb.needed_bytes(the_set, "h1") == 5000  # type: ignore[arg-type]

@@ -54,6 +54,59 @@ def full_backup_parts(
     return fb.host_parts(files, snapshots, digests, verified)
 
 
+def dr_preflight_problems(
+    plan: Mapping[str, Any],
+    app_hosts: list[str],
+    db_host: str,
+    snapshots: list[Mapping[str, Any]],
+    checks: Mapping[str, Any],
+    free: Mapping[str, Any],
+    locks: Mapping[str, Any],
+    factor: float = 1.2,
+) -> list[str]:
+    return fb.preflight_problems(
+        plan,
+        app_hosts,
+        db_host,
+        snapshots,
+        checks,
+        {h: int(v) for h, v in free.items()},
+        {h: str(v or "") for h, v in locks.items()},
+        float(factor),
+    )
+
+
+def dr_foreign_lock(lock: Any, run_id: str) -> str:
+    """Who holds the application lock when it is another run ("" when free or ours)."""
+    if not isinstance(lock, Mapping) or not lock or lock.get("run_id") == run_id:
+        return ""
+    holder = ", ".join(f"{k} {lock[k]}" for k in ("run_id", "user", "pid", "since") if lock.get(k))
+    return holder or "unknown holder"
+
+
+def full_backup_epoch(text: str) -> float:
+    """Epoch seconds of an ISO 8601 time (UTC without an offset)."""
+    try:
+        return fb.parse_time(str(text))
+    except fb.SetError as error:
+        raise AnsibleFilterError(str(error)) from None
+
+
+def dr_host_result(files: Any, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A host's level 5 result for the run record: the level's summary (set, RTO, RPO) and
+    what ``dr_restore_files`` did with each of its parts."""
+    parts = {}
+    for result in (files or {}).get("results") or [] if isinstance(files, Mapping) else []:
+        part = str((result.get("item") or {}).get("key"))
+        parts[part] = {
+            "done": "already there" if result.get("already") else "restored",
+            "restored": result.get("restored") or [],
+            "set_aside": result.get("set_aside") or {},
+            "timings": result.get("timings") or {},
+        }
+    return {**summary, "parts": parts}
+
+
 def iso_time(epoch: float) -> str:
     return fb.iso(float(epoch))
 
@@ -66,5 +119,9 @@ class FilterModule:
             "full_backup_pg_expire": full_backup_pg_expire,
             "full_backup_pg_problem": full_backup_pg_problem,
             "full_backup_iso_time": iso_time,
+            "full_backup_epoch": full_backup_epoch,
             "full_backup_parts": full_backup_parts,
+            "dr_preflight_problems": dr_preflight_problems,
+            "dr_foreign_lock": dr_foreign_lock,
+            "dr_host_result": dr_host_result,
         }

@@ -196,7 +196,9 @@ def resolve_restore_point(
             "give a later time, or a set id"
         )
     chosen = before[-1]
-    return _plan(chosen, "time", pg_time(target), f"the set before {point}; WAL replayed to it")
+    plan = _plan(chosen, "time", pg_time(target), f"the set before {point}; WAL replayed to it")
+    plan["target_epoch"] = target
+    return plan
 
 
 def _plan(chosen: Mapping[str, Any], kind: str, target: str | None, why: str) -> dict[str, Any]:
@@ -271,3 +273,95 @@ def pg_stanza_problem(info: Any, stanza: str) -> str | None:
     if status.get("code", 0) != 0:
         return f"pgBackRest stanza {stanza}: {status.get('message') or 'error'}"
     return None
+
+
+# ------------------------------------------------------------------------------ preflight
+def needed_bytes(the_set: Mapping[str, Any], host: str) -> int:
+    """Bytes a restore puts on ``host``: its parts' trees, and the cluster on the db host."""
+    total = 0
+    for part in ((the_set.get("hosts") or {}).get(host) or {}).get("parts", {}).values():
+        total += sum(int(t.get("bytes") or 0) for t in (part.get("trees") or {}).values())
+    database = the_set.get("database") or {}
+    if database.get("host") == host:
+        total += int(database.get("size") or 0)
+    return total
+
+
+def preflight_problems(
+    plan: Mapping[str, Any],
+    app_hosts: Iterable[str],
+    db_host: str,
+    snapshots: Iterable[Mapping[str, Any]],
+    checks: Mapping[str, Any],
+    free: Mapping[str, int],
+    locks: Mapping[str, str],
+    factor: float = 1.2,
+) -> list[str]:
+    """Everything that stops level 5 before it changes anything, each said with what to do.
+
+    ``checks``: ``restic`` and ``verify`` ({rc, err}), ``pg_info`` (pgBackRest's JSON),
+    ``stanza``, ``wal_newest`` (epoch of the newest archived WAL file, or None)."""
+    the_set = plan["set"]
+    problems: list[str] = []
+    restic = checks.get("restic") or {}
+    if restic.get("rc"):
+        problems.append(
+            f"restic check failed ({str(restic.get('err') or '').strip()[-300:]}): the file "
+            "repository is damaged; repair it (restic rebuild-index / restic repair) or restore "
+            "from another copy"
+        )
+    known = {str(s.get("short_id")) for s in snapshots} | {str(s.get("id")) for s in snapshots}
+    hosts = the_set.get("hosts") or {}
+    for host in app_hosts:
+        if host not in hosts:
+            problems.append(
+                f"{host} is not in backup set {the_set['id']} (hosts: {', '.join(hosts)}): "
+                "restore it from a set that has it, or leave it out with --limit"
+            )
+            continue
+        for part, info in (hosts[host].get("parts") or {}).items():
+            snap = info.get("snapshot")
+            if snap and snap not in known:
+                problems.append(
+                    f"{host} {part}: restic snapshot {snap} of set {the_set['id']} is missing "
+                    "from the repository: choose another set (dr_restore_point=<set id>)"
+                )
+    database = the_set.get("database") or {}
+    if db_host and database:
+        label = str(database.get("label") or "")
+        problem = pg_stanza_problem(checks.get("pg_info"), str(checks.get("stanza")))
+        if problem is None and pg_backup(checks.get("pg_info"), label) is None:
+            problem = (
+                f"pgBackRest backup {label} of set {the_set['id']} is not in the repository "
+                "(expired or deleted): choose another set"
+            )
+        if problem:
+            problems.append(problem)
+        verify = checks.get("verify") or {}
+        if verify.get("rc"):
+            problems.append(
+                f"pgbackrest verify failed ({str(verify.get('err') or '').strip()[-300:]}): "
+                "the database repository is damaged; choose another set or repair it"
+            )
+        if plan.get("db_type") == "time":
+            target = float(plan["target_epoch"])
+            newest = checks.get("wal_newest")
+            if newest is None or float(newest) < target:
+                when = iso(float(newest)) if newest is not None else "none"
+                problems.append(
+                    f"the restore point {iso(target)} is not covered by the archived WAL "
+                    f"(newest archived WAL file: {when}): give an earlier time, or latest"
+                )
+    for host, avail in free.items():
+        need = needed_bytes(the_set, host) * factor
+        if avail < need:
+            problems.append(
+                f"{host}: {avail} bytes free on /, the restore needs {int(need)}: free space first"
+            )
+    for host, holder in locks.items():
+        if holder:
+            problems.append(
+                f"{host} is locked by another run ({holder}): wait for it "
+                "(rollbackctl status shows the holder)"
+            )
+    return problems
