@@ -26,6 +26,7 @@ from rollbackctl.trigger_action import (
     approve,
     pending_requests,
 )
+from tests.support.prometheus import long_scenario
 from tests.unit.test_run_cli import Fake, all_records, fake  # noqa: F401 - the fixture
 
 pytestmark = [
@@ -130,6 +131,7 @@ def test_above_the_maximum_it_pages_and_waits_for_approve(fake: Fake, tmp_path: 
     assert actions.state.data["pending"] == {}
 
 
+@long_scenario
 def test_an_escalation_past_the_maximum_is_held_for_approval(fake: Fake, tmp_path: Path) -> None:  # noqa: F811
     artifacts = tmp_path / "a"
     actions, _ = actions_for(fake, artifacts, extra={"fail_levels": [3]})

@@ -301,6 +301,7 @@ def test_alerts_serve_acts_once_per_alert_and_never_on_resolved(
     assert len(all_records(tmp_path / "artifacts")) == 1
 
 
+@long_scenario
 def test_approve_lists_and_lets_a_request_run(fake: Fake, tmp_path: Path) -> None:  # noqa: F811
     policy_file(fake)
     actions, _ = actions_for(fake, tmp_path / "state.json", dry_run=False, max_level=2)

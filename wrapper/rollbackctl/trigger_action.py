@@ -17,7 +17,8 @@ For each firing (rule, service, when its condition started, when it fired):
    message) and waits for ``rollbackctl approve ID``.
 6. The run record gets the times the runbook measures: the condition's start (incident
    start), the firing (detection), the decision and the rollback (through the run's own
-   options, so the callback records them as ``given``), and a ``trigger`` section.
+   options, so the callback records them as ``given``), and a ``trigger`` section (added
+   with ``records.add``, the records' one API).
 
 Everything that must survive a restart (evaluator windows, seen keys, cooldowns, the last
 rollback per service, pending approvals) lives in one state file (JSON, 0600), written
@@ -377,9 +378,11 @@ class TriggerActions:
         self.state.data["services"][firing.service] = {"ended": ended, "run_id": run_id}
         steps = ", ".join(f"level {s.level} {s.outcome}" for s in result.steps) or "nothing ran"
         if result.last is not None:
-            self._trigger_section(result.last.record, firing, decision, approval, allowed)
-            records.save(
-                result.last.record_path, result.last.record, redactor_for(options.extra_vars)
+            records.add(
+                result.last.record_path,
+                result.last.record,
+                redactor_for(options.extra_vars),
+                trigger=self._trigger_section(firing, decision, approval, allowed),
             )
         verdict = self._acted(firing, "ran", steps, levels, run_id, result.exit_code)
         held = next((s for s in result.steps if s.outcome == "held"), None)
@@ -394,13 +397,13 @@ class TriggerActions:
 
     def _trigger_section(
         self,
-        record: dict[str, Any],
         firing: Firing,
         decision: dict[str, Any],
         approval: dict[str, Any] | None,
         allowed: tuple[int, int],
-    ) -> None:
-        record["trigger"] = {
+    ) -> dict[str, Any]:
+        """The run record's ``trigger`` section (run_record.schema.json)."""
+        return {
             "rule": firing.rule,
             "service": firing.service,
             "group": firing.group,
