@@ -66,6 +66,30 @@ def playbook(
     return Run(proc.returncode, proc.stdout + proc.stderr, seconds, record)
 
 
+def prepared(testhosts: Any) -> Any:
+    """The rig with the demo application prepared on it (playbooks/demo-app.yml)."""
+    run = playbook(testhosts.inventory, "demo-app.yml")
+    assert run.rc == 0, run.out[-4000:]
+    return testhosts
+
+
+def app_hosts(rig: Any) -> list[str]:
+    """The rig's application hosts (h1 is the database host)."""
+    return [h for h in rig.hosts if h != "h1"]
+
+
+def deploy(rig: Any, tag: str, *extra: str) -> Run:
+    """Deploy ``tag`` on the app hosts (playbooks/deploy.yml); it must succeed."""
+    run = playbook(rig.inventory, "deploy.yml", "-e", f"release_tag={tag}", *extra)
+    assert run.rc == 0, run.out[-4000:]
+    return run
+
+
+def lock_free(rig: Any, host: str) -> bool:
+    """No rollback lock is held on ``host``."""
+    return on(rig, host, f"test -e {APP_ROOT}/.rollback.lock && echo held || echo free") == "free"
+
+
 def on(rig: Any, host: str, command: str, check: bool = True) -> str:
     """Run a shell command on a test host; its stdout."""
     proc = rig.exec(host, "sh", "-c", command)

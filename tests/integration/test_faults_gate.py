@@ -24,7 +24,17 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, VENV_BIN
-from tests.integration.rig import APP_ROOT, current, health, on, playbook, release_log
+from tests.integration.rig import (
+    app_hosts,
+    current,
+    deploy,
+    health,
+    lock_free,
+    on,
+    playbook,
+    prepared,
+    release_log,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +43,7 @@ STABLE, OLD_STABLE, BAD, CRASH = "v1.2.3-stable", "v1.2.2-stable", "v1.3.0", "v1
 
 @pytest.fixture(scope="module")
 def rig(testhosts: Any) -> Any:
-    prepared = playbook(testhosts.inventory, "demo-app.yml")
-    assert prepared.rc == 0, prepared.out[-4000:]
-    return testhosts
-
-
-def app_hosts(rig: Any) -> list[str]:
-    return [h for h in rig.hosts if h != "h1"]
-
-
-def deploy(rig: Any, tag: str, *extra: str) -> Any:
-    run = playbook(rig.inventory, "deploy.yml", "-e", f"release_tag={tag}", *extra)
-    assert run.rc == 0, run.out[-4000:]
-    return run
+    return prepared(testhosts)
 
 
 def states(rig: Any, host: str) -> dict[str, str]:
@@ -54,10 +52,6 @@ def states(rig: Any, host: str) -> dict[str, str]:
     for entry in release_log(rig, host):
         latest[entry["tag"] or entry["release"]] = entry["state"]
     return latest
-
-
-def lock_free(rig: Any, host: str) -> bool:
-    return on(rig, host, f"test -e {APP_ROOT}/.rollback.lock && echo held || echo free") == "free"
 
 
 def postgresql(rig: Any, action: str) -> None:

@@ -17,7 +17,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration.rig import APP_ROOT, Run, current, health, on, playbook, release_log
+from tests.integration.rig import (
+    APP_ROOT,
+    Run,
+    app_hosts,
+    current,
+    deploy,
+    health,
+    lock_free,
+    on,
+    playbook,
+    prepared,
+    release_log,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -42,20 +54,8 @@ print(pyc)
 
 @pytest.fixture(scope="module")
 def rig(testhosts: Any) -> Any:
-    prepared = playbook(testhosts.inventory, "demo-app.yml")
-    assert prepared.rc == 0, prepared.out[-4000:]
-    deploy(testhosts, STABLE)
+    deploy(prepared(testhosts), STABLE)
     return testhosts
-
-
-def app_hosts(rig: Any) -> list[str]:
-    return [h for h in rig.hosts if h != "h1"]
-
-
-def deploy(rig: Any, tag: str) -> Run:
-    run = playbook(rig.inventory, "deploy.yml", "-e", f"release_tag={tag}")
-    assert run.rc == 0, run.out[-4000:]
-    return run
 
 
 def rollback(rig: Any, *extra: str) -> Run:
@@ -78,10 +78,6 @@ def git_server_down(rig: Any) -> Iterator[None]:
 def states(rig: Any, host: str) -> dict[str, str]:
     """Tag -> its latest state in the host's releases.log."""
     return {e["tag"]: e["state"] for e in release_log(rig, host)}
-
-
-def lock_free(rig: Any, host: str) -> bool:
-    return on(rig, host, f"test -e {APP_ROOT}/.rollback.lock && echo held || echo free") == "free"
 
 
 def release_dir(rig: Any, host: str, tag: str) -> str:

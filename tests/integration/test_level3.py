@@ -11,7 +11,18 @@ from typing import Any
 
 import pytest
 
-from tests.integration.rig import APP_ROOT, current, health, load, on, playbook, release_log
+from tests.integration.rig import (
+    APP_ROOT,
+    app_hosts,
+    current,
+    deploy,
+    health,
+    load,
+    on,
+    playbook,
+    prepared,
+    release_log,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -20,13 +31,7 @@ STABLE, OLD_STABLE, BAD = "v1.2.3-stable", "v1.2.2-stable", "v1.3.0"
 
 @pytest.fixture(scope="module")
 def rig(testhosts: Any) -> Any:
-    prepared = playbook(testhosts.inventory, "demo-app.yml")
-    assert prepared.rc == 0, prepared.out[-4000:]
-    return testhosts
-
-
-def app_hosts(rig: Any) -> list[str]:
-    return [h for h in rig.hosts if h != "h1"]
+    return prepared(testhosts)
 
 
 def urls(rig: Any) -> list[str]:
@@ -41,12 +46,6 @@ def set_flag(rig: Any, host: str, state: str) -> None:
         "d=json.load(open(p))\nd['flags']['new_checkout']['state']='" + state + "'\n"
         "json.dump(d,open(p,'w'))\nEOF",
     )
-
-
-def deploy(rig: Any, tag: str, *extra: str) -> Any:
-    run = playbook(rig.inventory, "deploy.yml", "-e", f"release_tag={tag}", *extra)
-    assert run.rc == 0, run.out[-4000:]
-    return run
 
 
 def test_deploy_stable_everywhere(rig: Any) -> None:

@@ -17,6 +17,7 @@ from ansible_collections.sre.rollback.plugins.module_utils import config_ops as 
 from ansible_collections.sre.rollback.plugins.module_utils import config_revisions as cr
 from ansible_collections.sre.rollback.plugins.module_utils.hostchange import ChangeError
 from tests.conftest import REPO, VENV_BIN
+from tests.support.tools import git
 
 GOOD = "[database]\npool_size = 5\nhold_connections = 0\n"
 BAD = "[database]\npool_size = 5\nhold_connections = 5\n"
@@ -205,19 +206,6 @@ def test_new_and_removed_files(conf: Path) -> None:
 
 
 # --- git -------------------------------------------------------------------------------------
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-    )
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture

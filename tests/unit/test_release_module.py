@@ -14,21 +14,9 @@ import pytest
 from ansible_collections.sre.rollback.plugins.module_utils import applock, releases
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops as mod
 from tests.conftest import REPO, VENV_BIN
+from tests.support.tools import git
 
 BUILD = "python3 -c \"import os; open('BUILT','w').write(os.environ['RELEASE_TAG'])\""
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-    )
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @pytest.fixture

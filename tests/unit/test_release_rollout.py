@@ -23,21 +23,9 @@ from ansible_collections.sre.rollback.plugins.module_utils import applock, healt
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops as mod
 from ansible_collections.sre.rollback.plugins.module_utils import services as svc
 from tests.conftest import REPO, VENV_BIN
+from tests.support.tools import git
 
 GOOD, OLD, BAD = "v1.2.3-stable", "v1.2.2-stable", "v1.3.0"
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = dict(
-        os.environ,
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@t",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@t",
-    )
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def free_port() -> int:
