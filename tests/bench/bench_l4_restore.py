@@ -26,12 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,15 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.sre.rollback.plugins.module_utils.db_engines import (
-    CONNECTION_ARGS,
     PgConn,
     Postgres,
-    newest_pg_bindir,
 )
 from ansible_collections.sre.rollback.plugins.modules import db_backup, db_restore
-
-BINDIR = newest_pg_bindir()
-OS_USER = "postgres" if os.geteuid() == 0 else ""
+from tests.support.databases import BINDIR, OS_USER, db_params
+from tests.support.databases import cluster as pg_cluster
 
 SCHEMA = """
 CREATE TABLE app_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -77,54 +69,16 @@ ANALYZE;
 """
 
 
-def sh(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    prefix = ["runuser", "-u", OS_USER, "--"] if OS_USER else []
-    return subprocess.run(
-        [*prefix, *argv], check=True, capture_output=True, text=True, cwd="/", **kw
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def cluster() -> Iterator[tuple[PgConn, Path]]:
-    base = Path(tempfile.mkdtemp(prefix="sre-rollback-bench-", dir="/var/tmp"))
-    if OS_USER:
-        entry = pwd.getpwnam(OS_USER)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    data, sock, port = base / "data", base / "sock", free_port()
-    sh(["mkdir", str(sock), str(base / "backups")])
-    sh([f"{BINDIR}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
-    options = f"-k {sock} -p {port} -c listen_addresses='' -c max_wal_size=8GB"
-    sh([f"{BINDIR}/pg_ctl", "-D", str(data), "-l", str(base / "log"), "-w", "-o", options, "start"])
-    try:
-        yield PgConn(host=str(sock), port=port, user="postgres", os_user=OS_USER), base
-    finally:
-        subprocess.run(
-            [
-                *(["runuser", "-u", OS_USER, "--"] if OS_USER else []),
-                f"{BINDIR}/pg_ctl",
-                "-D",
-                str(data),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-            capture_output=True,
-            check=False,
-            cwd="/",
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with pg_cluster(
+        "/var/tmp", "sre-rollback-bench-", "-c max_wal_size=8GB", "fast", "backups"
+    ) as made:
+        yield made
 
 
 def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
-    p = {k: v.get("default") for k, v in CONNECTION_ARGS.items()}
-    p.update(
+    given: dict[str, Any] = dict(
         engine="postgresql",
         database="shop",
         login_host=conn.host,
@@ -136,17 +90,9 @@ def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
         name="bench",
         environment="bench",
         release="bench",
-        kind="manual",
-        keep=7,
-        protect=[],
-        run_id="",
-        reason="",
         expected_environment="bench",
-        stamp="",
-        set_aside=None,
     )
-    p.update(over)
-    return p
+    return db_params(**{**given, **over})
 
 
 def bare_restore(conn: PgConn, dump: str, jobs: int) -> float:

@@ -13,7 +13,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -31,13 +30,12 @@ from ansible_collections.sre.rollback.plugins.module_utils.db_engines import (
     EngineError,
     PgConn,
     Postgres,
-    newest_pg_bindir,
 )
 from ansible_collections.sre.rollback.plugins.modules import db_backup, db_inspect, db_restore
+from tests.support.databases import BINDIR, OS_USER, db_params
+from tests.support.databases import cluster as pg_cluster
 
-BINDIR = newest_pg_bindir()
 AS_ROOT = os.geteuid() == 0
-OS_USER = "postgres" if AS_ROOT else ""
 
 pytestmark = pytest.mark.skipif(
     not BINDIR,
@@ -66,59 +64,10 @@ INSERT INTO audit.events (what) VALUES ('created');
 """
 
 
-def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    prefix = ["runuser", "-u", OS_USER, "--"] if OS_USER else []
-    return subprocess.run([*prefix, *argv], check=True, capture_output=True, text=True, **kw)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PgConn]:
-    base = Path(tempfile.mkdtemp(prefix="sre-rollback-pg-", dir="/tmp"))
-    if OS_USER:
-        entry = pwd.getpwnam(OS_USER)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    data, sock, port = base / "data", base / "sock", _free_port()
-    _run(["mkdir", str(sock)])
-    _run([f"{BINDIR}/initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
-    _run(
-        [
-            f"{BINDIR}/pg_ctl",
-            "-D",
-            str(data),
-            "-l",
-            str(base / "log"),
-            "-w",
-            "-o",
-            f"-k {sock} -p {port} -c listen_addresses='' -c fsync=off",
-            "start",
-        ],
-        cwd="/",
-    )
-    try:
-        yield PgConn(host=str(sock), port=port, user="postgres", os_user=OS_USER, bindir=BINDIR)
-    finally:
-        subprocess.run(
-            [
-                *(["runuser", "-u", OS_USER, "--"] if OS_USER else []),
-                f"{BINDIR}/pg_ctl",
-                "-D",
-                str(data),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-            capture_output=True,
-            cwd="/",
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
+    with pg_cluster("/tmp", "sre-rollback-pg-", "-c fsync=off", "immediate") as (conn, _base):
+        yield conn
 
 
 @pytest.fixture
@@ -156,8 +105,7 @@ def public_tmp() -> Iterator[Path]:
 
 
 def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
-    p = {k: v.get("default") for k, v in CONNECTION_ARGS.items()}
-    p.update(
+    given: dict[str, Any] = dict(
         engine="postgresql",
         database="shop",
         login_host=conn.host,
@@ -169,21 +117,13 @@ def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
         name="",
         environment="unit",
         release="v1.2.3-stable-gabc",
-        kind="manual",
-        keep=7,
-        protect=[],
-        run_id="",
-        reason="",
         expected_environment="",
         jobs=2,
-        stamp="",
-        set_aside=None,
         compare_to="",
         exact=False,
         state="present",
     )
-    p.update(over)
-    return p
+    return db_params(**{**given, **over})
 
 
 def sql(conn: PgConn, text: str, database: str = "shop") -> str:

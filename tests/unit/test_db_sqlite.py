@@ -13,11 +13,11 @@ import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import db_backups as bk
 from ansible_collections.sre.rollback.plugins.module_utils.db_engines import (
-    CONNECTION_ARGS,
     EngineError,
     Sqlite,
 )
 from ansible_collections.sre.rollback.plugins.modules import db_backup, db_inspect, db_restore
+from tests.support.databases import db_params
 
 SCHEMA = """
 CREATE TABLE app_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,8 +60,7 @@ def live(tmp_path: Path) -> Path:
 
 
 def params(live: Path, tmp_path: Path, **over: Any) -> dict[str, Any]:
-    p = {k: v.get("default") for k, v in CONNECTION_ARGS.items()}
-    p.update(
+    given: dict[str, Any] = dict(
         engine="sqlite",
         database=str(live),
         os_user="",
@@ -69,20 +68,12 @@ def params(live: Path, tmp_path: Path, **over: Any) -> dict[str, Any]:
         name="",
         environment="unit",
         release="v1.3.0-g6b95fa0f02",
-        kind="manual",
-        keep=7,
-        protect=[],
-        run_id="",
-        reason="",
         expected_environment="",
         jobs=1,
-        stamp="",
-        set_aside=None,
         compare_to="",
         exact=False,
     )
-    p.update(over)
-    return p
+    return db_params(**{**given, **over})
 
 
 def take(live: Path, tmp_path: Path, **over: Any) -> dict[str, Any]:
