@@ -1,4 +1,5 @@
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write a run record (JSON) for every playbook run: wrapper, plain ansible-playbook, AWX."""
 
 from __future__ import annotations
@@ -252,7 +253,9 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
                 return  # an ad-hoc command, not a playbook: no record
             host = result._host.get_name()
             task = result._task
-            began, began_epoch, _ = self.started.pop((host, task._uuid), (None, time.time(), ""))
+            began, began_epoch, _phase = self.started.pop(
+                (host, task._uuid), (None, time.time(), "")
+            )
             began_at = at(began_epoch)
             res = result._result
             entry: dict[str, Any] = {
@@ -442,7 +445,7 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             if self.done or not self.record:
                 return
             self.record["status"] = "canceled"
-            for (host, _), (_, began_epoch, phase) in self.started.items():
+            for (host, _task), (_began, began_epoch, phase) in self.started.items():
                 host_rec = self.record["hosts"].setdefault(host, {"status": "ok", "phases": {}})
                 host_rec["phases"].setdefault(
                     phase,
@@ -535,7 +538,9 @@ def broken_locks(host: str, res: Mapping[str, Any]) -> list[tuple[str, Mapping[s
     for item in res.get("results") or []:
         if isinstance(item, Mapping):
             where = str(item["item"]) if isinstance(item.get("item"), str) else host
-            found += [(where, owner) for _, owner in broken_locks(host, {**item, "results": []})]
+            found += [
+                (where, owner) for _lock, owner in broken_locks(host, {**item, "results": []})
+            ]
     return found
 
 

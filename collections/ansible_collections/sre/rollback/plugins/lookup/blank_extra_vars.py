@@ -1,4 +1,5 @@
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which of the named variables were given as extra vars, but empty."""
 
 from __future__ import annotations

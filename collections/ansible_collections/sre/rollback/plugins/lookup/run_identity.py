@@ -1,4 +1,5 @@
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The run's identity, once per run: ``lookup('sre.rollback.run_identity', run_id=...)``."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def read_owner(app_root: str) -> dict[str, Any] | None:
 def owner(run_id: str, user: str | None, controller: str | None, action: str) -> dict[str, Any]:
     """The owner record written into the lock; ``controller`` is ``host:pid`` of the
     ansible-playbook process that runs the level (plugin_utils/run_identity.py)."""
-    host, _, pid = (controller or "?").partition(":")
+    host, _sep, pid = (controller or "?").partition(":")
     return {
         "run_id": run_id,
         "user": user or "?",

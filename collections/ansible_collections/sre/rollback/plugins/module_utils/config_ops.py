@@ -246,7 +246,7 @@ def do_change(
     take_lock(p["lock_root"], p["run_id"], owner, p["break_lock"])
     try:
         started = time.monotonic()
-        snapshot, _ = store.save(live, meta_of(p, "snapshot"))
+        snapshot, _created = store.save(live, meta_of(p, "snapshot"))
         history = store.live_history()
         if not history or history[-1] != snapshot:
             store.record(timeline_entry(p, "snapshot", snapshot))
@@ -266,7 +266,7 @@ def do_change(
             cr.apply(p["path"], live, cr.compare(target, live))
             raise ChangeError(f"{exc}; the previous files were put back") from exc
         timings["apply"] = round(time.monotonic() - started, 3)
-        rid, _ = store.save(target, meta_of(p, event))
+        rid, _created = store.save(target, meta_of(p, event))
         extra: dict[str, Any] = {"from": snapshot}
         if event in ("rollback", "revert") and snapshot != rid:
             extra["bad"] = snapshot

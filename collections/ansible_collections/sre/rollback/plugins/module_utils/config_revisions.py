@@ -373,7 +373,7 @@ def git_tree(config_dir: str, commit: str, include: list[str], exclude: list[str
     for item in str(listing).split("\0"):
         if not item:
             continue
-        meta, _, path = item.partition("\t")
+        meta, _sep, path = item.partition("\t")
         mode, kind, sha = meta.split()
         rel = path[len(prefix) :] if prefix else path
         if kind != "blob" or mode == "120000" or not managed(rel, include, exclude):
@@ -391,7 +391,7 @@ def git_tracked(config_dir: str) -> set[str]:
 
 def git_describe(config_dir: str, commit: str) -> dict[str, str]:
     line = str(git(config_dir, "log", "-1", "--format=%H%x00%s", commit)).strip()
-    sha, _, subject = line.partition("\0")
+    sha, _sep, subject = line.partition("\0")
     return {"commit": sha, "subject": subject}
 
 

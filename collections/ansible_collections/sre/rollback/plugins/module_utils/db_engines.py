@@ -16,6 +16,7 @@ Stdlib only; no Ansible imports.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -27,7 +28,7 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 DB_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 ASIDE_INFIX = "_pre_rollback_"
@@ -280,6 +281,9 @@ class PsqlSession:
             )
         except FileNotFoundError:
             raise EngineError(f"{argv[0]} is not installed on this host") from None
+        # Both exist: Popen was given PIPE for them.
+        self._stdin = cast(IO[str], self._proc.stdin)
+        self._stdout = cast(IO[str], self._proc.stdout)
 
     def __enter__(self) -> PsqlSession:
         return self
@@ -292,10 +296,9 @@ class PsqlSession:
         return self._stderr.read().decode("utf-8", "replace").strip()[-1500:]
 
     def send(self, line: str) -> None:
-        assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write(line + "\n")
-            self._proc.stdin.flush()
+            self._stdin.write(line + "\n")
+            self._stdin.flush()
         except BrokenPipeError:
             raise self._conn.failure("psql ended", self._errors()) from None
 
@@ -303,10 +306,9 @@ class PsqlSession:
         """Lines printed by one statement; EngineError when it failed."""
         self.send(sql.strip().rstrip(";") + ";")
         self.send(f"\\if :ERROR\n\\echo {self.ERROR}\n\\endif\n\\echo {self.END}")
-        assert self._proc.stdout is not None
         lines: list[str] = []
         while True:
-            line = self._proc.stdout.readline()
+            line = self._stdout.readline()
             if not line:
                 raise self._conn.failure("psql ended", self._errors())
             line = line.rstrip("\n")
@@ -333,11 +335,8 @@ class PsqlSession:
 
     def close(self) -> None:
         if self._proc.poll() is None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.close()
-            except BrokenPipeError:
-                pass
+            with contextlib.suppress(BrokenPipeError):
+                self._stdin.close()
             try:
                 self._proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -113,7 +113,7 @@ def write_file(p: dict[str, Any], old_text: str, new_document: dict[str, Any]) -
         info.st_gid,
     )
     try:
-        _, reread = read_file(p["path"])
+        _raw, reread = read_file(p["path"])
         wrong = [n for n in p["flags"] if flag_state(reread["flags"].get(n, {})) != p["state"]]
         if wrong:
             raise FlagError(f"{', '.join(wrong)} did not read back {p['state']} from {p['path']}")
@@ -317,8 +317,9 @@ HTTP_OPTIONS: dict[str, Any] = {
     "preset": {"type": "str", "default": "", "choices": ["", "unleash", "ofrep"]},
     "base_url": {"type": "str"},
     "token": {"type": "str", "no_log": True},
-    "token_header": {"type": "str"},
-    "token_prefix": {"type": "str"},
+    # The header's name and the prefix before the token (Bearer), not secrets.
+    "token_header": {"type": "str", "no_log": False},
+    "token_prefix": {"type": "str", "no_log": False},
     "headers": {"type": "dict", "no_log": True},
     "set_method": {"type": "str"},
     "set_url": {"type": "str"},

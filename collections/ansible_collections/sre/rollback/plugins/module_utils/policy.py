@@ -880,7 +880,8 @@ def _read_templates(checker: _Checker, value: Any) -> dict[str, str]:
 
 def _template_problem(text: str) -> str | None:
     try:
-        fields = [field for _, field, _, _ in string.Formatter().parse(text) if field is not None]
+        parsed = string.Formatter().parse(text)
+        fields = [field for _literal, field, _spec, _conv in parsed if field is not None]
     except ValueError as error:
         return f"{error}: placeholders are written {{name}}; write {{{{ and }}}} for braces"
     unknown = sorted({field for field in fields if field not in TEMPLATE_FIELDS})

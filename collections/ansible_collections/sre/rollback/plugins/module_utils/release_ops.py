@@ -219,7 +219,7 @@ def resolve_tags(repo: str, pattern: str | None) -> dict[str, str]:
     out = run(["git", "ls-remote", "--tags", repo], cwd="/", timeout=LS_REMOTE_TIMEOUT)
     tags: dict[str, str] = {}
     for line in out.splitlines():
-        sha, _, ref = line.partition("\t")
+        sha, _sep, ref = line.partition("\t")
         name = ref.removeprefix("refs/tags/")
         peeled = name.endswith("^{}")
         name = name.removesuffix("^{}")

@@ -105,7 +105,7 @@ class Samples:
                 yield labels, points
 
     def times(self) -> list[float]:
-        return sorted({t for points in self.series.values() for t, _ in points})
+        return sorted({t for points in self.series.values() for t, _value in points})
 
 
 def _drop_name(labels: Labels) -> Labels:
@@ -154,7 +154,7 @@ def _extrapolated_rate(
     first, last = points[0], points[-1]
     increase = last[1] - first[1]
     previous = 0.0
-    for _, value in points:
+    for _t, value in points:
         if value < previous:
             increase += previous
         previous = value
@@ -200,7 +200,7 @@ def bucket_quantile(quantile: float, buckets: list[tuple[float, float]]) -> floa
     if observations == 0:
         return math.nan
     rank = quantile * observations
-    index = next(i for i, (_, count) in enumerate(monotonic) if count >= rank)
+    index = next(i for i, (_t, count) in enumerate(monotonic) if count >= rank)
     if index == len(monotonic) - 1:
         return monotonic[-2][0]
     if index == 0 and monotonic[0][0] <= 0:

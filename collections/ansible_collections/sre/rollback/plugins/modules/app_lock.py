@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take, release or read the per-application lock (module_utils applock) on its own."""
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ description:
     C(state=inspect) reports the holder.
   - Taking or dropping the lock is bookkeeping, not a change of the host - never C(changed).
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
+extends_documentation_fragment:
+  - sre.rollback.host_python
 attributes:
   check_mode:
     support: full
     description: Reports whether the lock could be taken; takes and drops nothing.
   diff_mode:
     support: none
+    description: No diff, the lock file is internal state; the result shows it (I(lock)).
 options:
   app_root:
     description: Root directory of the application (where deploys keep the lock).

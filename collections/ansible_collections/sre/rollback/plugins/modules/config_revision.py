@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Level 2's atomic step on a host: snapshot, validate and restore configuration revisions."""
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ description:
     rollback level is taken (kept afterwards with I(keep_lock), for a restart and health
     check under the same lock).
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.host_python
   - sre.rollback.direct_action
   - sre.rollback.app_lock
   - sre.rollback.rollout

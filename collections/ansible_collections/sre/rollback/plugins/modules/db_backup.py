@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take a named, verified database backup with its manifest, or list the backups."""
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ description:
     I(protect)), so that pre-rollback backups do not push scheduled ones out.
   - C(state=listed) lists the complete backups of the directory, oldest first.
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.host_python
   - sre.rollback.db_connection
 attributes:
   check_mode:
@@ -36,6 +38,7 @@ attributes:
     description: Reports the name and path the backup would get, and what retention would prune.
   diff_mode:
     support: none
+    description: No diff, a backup adds files and replaces nothing; the result names them.
 options:
   state:
     description: Take a backup, or list them.

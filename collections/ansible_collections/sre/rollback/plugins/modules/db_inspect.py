@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Read a database's state (read-only) and compare it with a backup manifest."""
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ description:
     equal; otherwise row-count changes are reported as deltas and only lost tables (at the
     same revision) and sequences below max(id) are problems.
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.host_python
   - sre.rollback.db_connection
 attributes:
   check_mode:
@@ -28,6 +30,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Read-only, so there is nothing to diff.
 options:
   backup_dir:
     description: Directory of the backups (listed, and searched for I(compare_to)).

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Plan and run a schema downgrade with the application's own migration tool."""
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ description:
     backup taken just before), runs the downgrade, and checks that the tool left the
     database at I(target).
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
+extends_documentation_fragment:
+  - sre.rollback.host_python
 attributes:
   check_mode:
     support: full

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Verify a named backup, restore it beside the live database, verify, swap it in."""
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ description:
     database it replaces is set aside in turn).
   - The application must be stopped around C(restored) and C(reverted).
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.host_python
   - sre.rollback.db_connection
 attributes:
   check_mode:

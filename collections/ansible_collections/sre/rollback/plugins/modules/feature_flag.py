@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Level 1's atomic step on a host: set flags to an explicit state and read them back."""
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ description:
     rollback level is taken for the change and dropped afterwards (unless this run already
     held it); a lock held by another run fails the call with the owner's name.
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.host_python
   - sre.rollback.direct_action
   - sre.rollback.app_lock
 attributes:

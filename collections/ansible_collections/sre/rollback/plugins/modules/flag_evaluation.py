@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Level 1's second check: where the application evaluates the flags, they read as wanted."""
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ description:
     successful answer with reason C(DISABLED) and the default value, as does a value
     listed in I(off_values).
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
+extends_documentation_fragment:
+  - sre.rollback.host_python
 attributes:
   check_mode:
     support: full
     description: Skipped in check mode unless I(skip_in_check_mode=false) (nothing was changed to wait for); caches are never cleared in check mode.
   diff_mode:
     support: none
+    description: Read-only probe; a cache clear has no before and after to show.
 options:
   url:
     description: Evaluation URL; C({flag}) is replaced by each flag's name. Empty to only clear caches.

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Health gate: poll a URL from the host until it answers well several times in a row."""
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ description:
   - Optionally checks that a key of the JSON body has an expected value (for example the
     version the host should now run).
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
+extends_documentation_fragment:
+  - sre.rollback.host_python
 attributes:
   check_mode:
     support: full
     description: The check is read-only, so it runs in check mode too (unless I(skip_in_check_mode)).
   diff_mode:
     support: none
+    description: Read-only, so there is nothing to diff.
 options:
   url:
     description: URL to poll.
@@ -165,9 +169,9 @@ def main() -> None:
             msg="check mode: health check not run",
         )
     result = wait_healthy({key: p[key] for key in OPTIONS})
-    msg = result.pop("msg")
     if not result["healthy"]:
-        module.fail_json(msg=msg, **result)
+        module.fail_json(**result)
+    result.pop("msg", None)
     module.exit_json(changed=False, **result)
 
 

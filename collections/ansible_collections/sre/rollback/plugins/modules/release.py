@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The atomic release step on one host: inspect, build, switch, record, lock."""
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ description:
     the target bad. It writes how it ended to C(<app_root>/.rollback.calls.jsonl) before it
     drops the lock, and records itself in the lock as its holder.
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.host_python
   - sre.rollback.direct_action
   - sre.rollback.rollout
 attributes:

@@ -1,5 +1,6 @@
 #!/usr/bin/python
-# GPL-3.0-or-later
+# Copyright: contributors to the sre.rollback collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Documentation of the role_inputs action (it runs on the controller only)."""
 
 from __future__ import annotations
@@ -14,23 +15,26 @@ description:
     for I(entry_point) (C(meta/argument_specs.yml), the same validator as
     M(ansible.builtin.validate_argument_spec)), and fails with every problem at once, the
     spec's and the ones the role computed in I(problems), ending with C(Nothing was changed.)
-  - One controller task per host instead of two (Ansible's own spec validation, then an
-    assert); the playbook imports the role with C(rolespec_validate=false) so that the spec
+  - One controller task per host instead of two (Ansible's own spec validation, then an assert
+    task); the playbook imports the role with C(rolespec_validate=false) so that the spec
     is not checked twice.
   - Runs on the controller only; it must run inside a role.
 author:
-  - SRE rollback team
+  - SRE rollback team (@sre-rollback)
 attributes:
   check_mode:
     support: full
     description: Nothing is changed; it runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to diff.
   action:
     support: full
     description: Action plugin only, no module runs on the host.
   platform:
+    support: full
     platforms: all
+    description: Runs on the controller, whatever the host's platform.
 options:
   entry_point:
     description:

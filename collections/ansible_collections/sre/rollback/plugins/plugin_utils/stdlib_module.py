@@ -170,7 +170,7 @@ def validate(
 ) -> tuple[dict[str, Any], list[str], bool]:
     """(validated parameters, error messages, whether any value is no_log), as AnsibleModule
     would validate them on the host."""
-    controller_spec, _ = path_options(spec)
+    controller_spec, _paths = path_options(spec)
     checked = ArgumentSpecValidator(controller_spec, required_if=required_if).validate(args)
     errors = [str(error) for error in checked.error_messages]
     return checked.validated_parameters, errors, bool(checked._no_log_values)

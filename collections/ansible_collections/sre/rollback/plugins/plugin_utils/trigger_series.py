@@ -91,12 +91,12 @@ def _mark_stale(samples: Samples) -> None:
     scrapes: dict[tuple[str, str], list[float]] = {}
     for labels, points in samples.series.items():
         if dict(labels).get("__name__") == "up":
-            scrapes[_target(labels)] = [t for t, _ in points]
+            scrapes[_target(labels)] = [t for t, _value in points]
     for labels, points in samples.series.items():
         times = scrapes.get(_target(labels))
         if dict(labels).get("__name__") == "up" or not times:
             continue
-        have = {t for t, _ in points}
+        have = {t for t, _value in points}
         stale = []
         present = False
         for scrape in times:
