@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import REPO, VENV_BIN
 from tests.integration.rig import APP_ROOT, current, on, playbook, release_log, wrapper_args
+from tests.unit.test_progress_lines import assert_log_closes_with_next_step
 
 pytestmark = [
     pytest.mark.integration,
@@ -264,6 +265,14 @@ def test_a_canary_cut_mid_call_finishes_its_step_alone_and_says_so(
         rig.heal(canary)
     print(f"\ncut: call gone {call_gone} s, lock free {lock_free} s, wrapper {wrapper_done} s")
     assert proc.returncode == 1, out
+    # An unreachable host in a log: its line whole (ssh's own reason, not cut at "over
+    # ssh:"), the state and the next step last.
+    state, step, lines = assert_log_closes_with_next_step(out)
+    (cut,) = [m for m in lines if m[1] == canary and m[3] == "unreachable"]
+    assert "unreachable over ssh: " in cut[4] and not cut[4].rstrip().endswith("over ssh:"), cut[0]
+    assert f"{canary} unreachable" in state
+    assert step.startswith(f"Next: check that {canary} is up and reachable over ssh"), step
+    assert f"--limit {canary}" in step
     record = the_record(tmp_path / "a")
     host = record["hosts"][canary]
     assert host["status"] == "unreachable", host
@@ -295,7 +304,7 @@ def test_a_canary_cut_mid_call_finishes_its_step_alone_and_says_so(
         timeout=120,
         check=False,
     )
-    rows = {row["host"]: row for row in json.loads(status.stdout)}
+    rows = {row["host"]: row for row in json.loads(status.stdout)["hosts"]}
     assert rows[canary]["last_call"]["outcome"] == call["outcome"], rows[canary]
     again = playbook(rig.inventory, "rollback-l3.yml", "-e", f"release_target={STABLE}")
     assert again.rc == 0, again.out[-4000:]

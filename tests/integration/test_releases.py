@@ -95,16 +95,19 @@ def test_releases_mark_round_trip(rig: Any, tmp_path: Path) -> None:
 
 def test_validate_shows_the_values_that_failed(rig: Any) -> None:
     """BAD's migration damaged the data: the app's own data check fails, and validate says
-    what it expected and what it found, in words and in --json."""
+    what it expected and what it found (--json; the same values make the text lines:
+    tests/unit/test_validate_cli.py)."""
     args = ["-i", str(rig.inventory), "--project-dir", str(REPO)]
-    text = invoke("validate", *args)
-    assert text.exit_code == 1, text.output
-    assert "database on h1: app_data_check: expected " in text.output, text.output
-    report = json.loads(invoke("validate", *args, "--json").stdout)
+    result = invoke("validate", *args, "--json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
     (check,) = [
         c for c in report["database"]["failed_checks"]["h1"] if c["name"] == "app_data_check"
     ]
     assert check["expected"].endswith("exits 0") and check["found"].startswith("exit 1: "), check
+    assert report["state"].startswith("INVALID: the database on h1 failed "), report
+    assert "app_data_check" in report["state"], report
+    assert "database_restore_backup" in report["next_step"]
 
 
 def test_status_exits_1_when_an_application_is_down(rig: Any) -> None:

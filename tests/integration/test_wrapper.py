@@ -26,6 +26,7 @@ from rollbackctl.cli import main
 from tests.conftest import REPO, VENV_BIN
 from tests.integration.rig import APP_ROOT, current, health, on, playbook, wrapper_args
 from tests.unit.test_messages import Hook
+from tests.unit.test_progress_lines import assert_log_closes_with_next_step
 
 pytestmark = [
     pytest.mark.integration,
@@ -130,6 +131,13 @@ def test_run_level_3_end_to_end(rig: Any, workdir: Path, hook: Hook) -> None:
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["status"] == "ok" and record["level"] == 3
+    # The log a CI job keeps (stderr with --json): complete lines, the state and next step last.
+    state, step, lines = assert_log_closes_with_next_step(result.stderr)
+    hosts = ", ".join(app_hosts(rig))
+    assert state == f"State: level 3 (code) rollback done: {hosts} on {STABLE}."
+    assert step.startswith("Next: verify the whole system with `rollbackctl validate -i ")
+    assert {(m[1], m[2], m[3]) for m in lines} >= {(h, "health", "ok") for h in app_hosts(rig)}
+    assert (record["state"], record["next_step"]) == (state[7:], step[6:]), "--json: the same"
     for host in app_hosts(rig):
         assert STABLE in current(rig, host)
         assert health(rig, host)[0] == 200
@@ -196,6 +204,12 @@ def test_emergency_escalates_when_level_3_cannot_verify(
         )
     texts = [body["text"] for body in hook.bodies]
     assert texts[0].startswith("ROLLBACK INITIATED")
+    # A failed gate in a log: the canary's health line whole, with its verdict; the state and
+    # the next step last.
+    _state, step, lines = assert_log_closes_with_next_step(result.output)
+    failed = [m for m in lines if (m[1], m[2], m[3]) == (canary, "health", "failed")]
+    assert failed and "switched back" in failed[-1][4].lower(), result.output
+    assert step.startswith("Next: "), step
     level3 = next(r for r in records_of(workdir / "artifacts") if r["level"] == 3)
     assert level3["status"] == "failed"
     assert BAD in current(rig, canary), "the canary was switched back, the rest untouched"
@@ -227,6 +241,9 @@ def test_sigterm_cancels_and_leaves_no_lock(rig: Any, workdir: Path) -> None:
         out, returncode = _run_then_terminate(rig, canary, command, env)
     assert returncode == 3, out
     assert lock_state(rig, canary) == "free", out
+    state, step, _lines = assert_log_closes_with_next_step(out)
+    assert state.startswith(f"State: level 3 (code) rollback canceled ({canary} switched back")
+    assert step.startswith("Next: see what every host runs with `rollbackctl status -i ")
     (record,) = records_of(artifacts)
     assert record["status"] == "canceled"
     # The canary's call saw its controller go and switched back on its own; its lock was

@@ -154,6 +154,17 @@ def assert_plain_complete_lines(output: str) -> list[re.Match[str]]:
     return [m for line in output.splitlines() if (m := PHASE_LINE.match(line))]
 
 
+def assert_log_closes_with_next_step(output: str) -> tuple[str, str, list[re.Match[str]]]:
+    """A log as CI keeps it: complete lines (every host-and-phase line whole), and the
+    state and the next step last. Returns them, and the phase lines."""
+    found = assert_plain_complete_lines(output)
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert "\r" not in output, "no line overwritten in place"
+    assert lines[-2].startswith("State: ") and lines[-1].startswith("Next: "), lines[-6:]
+    assert len(lines[-1]) > len("Next: ") + 20, "a next step in words"
+    return lines[-2], lines[-1], found
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_run_in_a_log_is_complete_lines(fake_project: Fake, tmp_path: Path) -> None:
