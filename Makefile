@@ -11,7 +11,7 @@ ANSIBLE_WARNING_FILTER := ignore:DSA is deprecated:UserWarning:ansible._internal
 comma := ,
 export PYTHONWARNINGS := $(ANSIBLE_WARNING_FILTER)$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: demo test venv system-deps lint unit integration eda-rig test-triggers clean
+.PHONY: demo test test-readme venv system-deps lint unit integration eda-rig test-triggers clean
 
 demo: venv system-deps
 	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo
@@ -20,6 +20,11 @@ test: venv system-deps lint
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: the test setup is broken" >&2; exit 1; fi; \
 	exit $$rc
+
+# The README's incident walk-through, run as written on a rig (5-7 min; make test only checks
+# that its commands and options exist). TESTHOSTS_INSTANCE=N picks the rig.
+test-readme: venv system-deps
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -s tests/integration/walkthrough_readme.py $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
 
