@@ -34,6 +34,7 @@ description:
 author:
   - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
+  - sre.rollback.flag_probe.feature_flag
   - sre.rollback.host_python
   - sre.rollback.direct_action
   - sre.rollback.app_lock
@@ -174,49 +175,6 @@ options:
       command:
         description: Shell command run on the host instead (exit 0 expected).
         type: str
-  probe:
-    description:
-      - Poll an evaluation endpoint from the host until every flag evaluates to I(state)
-        (both ways flag systems say "disabled" count as off), or fail after I(deadline) s.
-        Not in check mode. Empty for no probe.
-    type: dict
-    default: {}
-    suboptions:
-      url:
-        description: Evaluation URL with C({flag}) (C(http://127.0.0.1:8080/flags/{flag})).
-        type: str
-      method:
-        description: HTTP method (C(POST) for OFREP).
-        type: str
-        default: GET
-      body:
-        description: JSON body of each request.
-        type: raw
-      headers:
-        description: Request headers (never logged).
-        type: dict
-        default: {}
-      off_values:
-        description: Evaluated values that mean off.
-        type: list
-        elements: raw
-        default: [false]
-      not_found_is_off:
-        description: Take C(FLAG_NOT_FOUND) as off.
-        type: bool
-        default: false
-      deadline:
-        description: Seconds after which the probe fails.
-        type: float
-        default: 20
-      interval:
-        description: Seconds between rounds.
-        type: float
-        default: 0.25
-      timeout:
-        description: Seconds one request may take.
-        type: float
-        default: 3
   audit_log:
     description: JSON-lines audit log on the host; empty for none.
     type: path

@@ -26,6 +26,7 @@ author:
   - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
   - sre.rollback.host_python
+  - sre.rollback.flag_probe
 attributes:
   check_mode:
     support: full
@@ -58,38 +59,6 @@ options:
     type: str
     choices: [disabled, enabled]
     default: disabled
-  method:
-    description: HTTP method (C(POST) for OFREP).
-    type: str
-    default: GET
-  body:
-    description: "JSON body of each request (OFREP: C({\"context\": {}}))."
-    type: raw
-  headers:
-    description: Request headers (never logged).
-    type: dict
-    default: {}
-  off_values:
-    description: Evaluated values that mean off.
-    type: list
-    elements: raw
-    default: [false]
-  not_found_is_off:
-    description: Take C(FLAG_NOT_FOUND) as off (systems that hide disabled flags as missing).
-    type: bool
-    default: false
-  interval:
-    description: Seconds between rounds.
-    type: float
-    default: 0.25
-  timeout:
-    description: Seconds one request may take.
-    type: float
-    default: 3
-  deadline:
-    description: Seconds after which the check fails.
-    type: float
-    default: 20
   skip_in_check_mode:
     description: Do not poll in check mode.
     type: bool

@@ -23,6 +23,7 @@ author:
   - SRE rollback team (@sre-rollback)
 extends_documentation_fragment:
   - sre.rollback.host_python
+  - sre.rollback.health_gate
 attributes:
   check_mode:
     support: full
@@ -31,60 +32,6 @@ attributes:
     support: none
     description: Read-only, so there is nothing to diff.
 options:
-  url:
-    description: URL to poll.
-    type: str
-    required: true
-  status:
-    description: HTTP status codes that count as healthy.
-    type: list
-    elements: int
-    default: [200]
-  successes:
-    description: Consecutive healthy answers needed.
-    type: int
-    default: 3
-  interval:
-    description: Seconds between attempts once the URL has answered well.
-    type: float
-    default: 0.5
-  startup_interval:
-    description:
-      - Seconds between attempts until the first healthy answer (the service is still
-        starting), so that a service up in 0.2 s is seen then, not at the next
-        I(interval). The successes that confirm it are I(interval) apart.
-    type: float
-    default: 0.1
-  failures:
-    description:
-      - Once the URL has answered well, this many failed answers in a row fail the gate
-        at once instead of at I(deadline) (the runbook's trigger is more than 3
-        consecutive failures). C(0) waits for the deadline.
-    type: int
-    default: 4
-  timeout:
-    description: Seconds one request may take.
-    type: float
-    default: 3
-  deadline:
-    description: Seconds after which the check fails.
-    type: float
-    default: 60
-  json_expect:
-    description: Keys of the JSON body and the values they must have.
-    type: dict
-    default: {}
-  observe:
-    description:
-      - Seconds the gate watches at least before it passes, so that a service that dies every
-        few seconds is seen dying (with O(unit)).
-    type: float
-    default: 0.0
-  unit:
-    description:
-      - A systemd service to watch while polling; a restart (C(NRestarts) grows), a new main
-        process or a failed unit fails the gate at once (C(failure=crashed)).
-    type: str
   skip_in_check_mode:
     description: Do not poll in check mode (the service was not really restarted).
     type: bool
