@@ -41,7 +41,7 @@ system-deps:
 
 lint: venv
 	@echo "lint: ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check .
-	@echo "lint: mypy"; $(BIN)/mypy
+	@echo "lint: mypy"; $(BIN)/mypy && $(BIN)/mypy tests/hosts/testhosts && $(BIN)/mypy scripts/demo
 	@echo "lint: yamllint"; $(BIN)/yamllint -s .
 	@echo "lint: ansible-lint (production profile)"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint -q
 
