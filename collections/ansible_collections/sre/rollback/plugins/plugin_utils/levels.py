@@ -197,7 +197,6 @@ LEVELS: dict[int, Level] = {
         recorded=("dr_restore_point",),
         lock="release_app_root",
         cancel=_SETTLE,
-        built=False,  # planned (issue #17): its playbook may not exist yet
     ),
 }
 
