@@ -6,15 +6,16 @@ from __future__ import annotations
 import click
 
 from rollbackctl import __version__
+from rollbackctl.exits import exit_codes_help
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  success
-  1  the rollback (or the command) ran and failed
-  2  bad input: nothing was changed
-  3  canceled (Ctrl-C / SIGTERM): run and emergency stopped cleanly
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "success",
+        1: "the rollback (or the command) ran and failed",
+        2: "bad input: nothing was changed",
+        3: "canceled (Ctrl-C / SIGTERM): run and emergency stopped cleanly",
+    }
+)
 
 
 @click.group(

@@ -36,6 +36,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
 from ansible_collections.sre.rollback.plugins.plugin_utils import levels, run_identity
 from ansible_collections.sre.rollback.plugins.plugin_utils.inputs import blank_names
 from rollbackctl import records
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.messages import (
     MessageContext,
     Notifier,
@@ -65,17 +66,23 @@ from rollbackctl.runner import (
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELED = 0, 1, 2, 3
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  the rollback ran and every host is ok (with --check: the plan is fine)
-  1  the rollback ran and failed (a host failed or was unreachable, or a health
-     gate did not pass); the run record says where
-  2  bad input: unknown level or missing playbook, bad option, inventory or
-     policy, or no host matched; nothing was changed
-  3  canceled (Ctrl-C / SIGTERM): Ansible was stopped, this run's locks were
-     released, and the record is marked canceled
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "the rollback ran and every host is ok (with --check: the plan is fine)",
+        1: (
+            "the rollback ran and failed (a host failed or was unreachable, or a health gate did "
+            "not pass); the run record says where"
+        ),
+        2: (
+            "bad input: unknown level or missing playbook, bad option, inventory or policy, or no"
+            " host matched; nothing was changed"
+        ),
+        3: (
+            "canceled (Ctrl-C / SIGTERM): Ansible was stopped, this run's locks were released, "
+            "and the record is marked canceled"
+        ),
+    }
+)
 
 
 class BadInput(Exception):

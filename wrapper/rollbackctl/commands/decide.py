@@ -20,15 +20,18 @@ from ansible_collections.sre.rollback.plugins.module_utils.policy import (
 )
 from rollbackctl import next_step
 from rollbackctl.commands.options import incident_options
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.policy import PolicyFileError, load_policy
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  decided: a level range to roll back, or fix forward
-  2  bad input: a bad option, or a policy file that does not validate (the
-     message names the file, the key and what to fix); nothing was changed
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "decided: a level range to roll back, or fix forward",
+        2: (
+            "bad input: a bad option, or a policy file that does not validate (the message names "
+            "the file, the key and what to fix); nothing was changed"
+        ),
+    }
+)
 
 
 class BadInput(click.ClickException):

@@ -16,18 +16,21 @@ from rollbackctl.commands.options import (
     target_options,
 )
 from rollbackctl.emergency import run_emergency
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.progress import output_console
 from rollbackctl.rollback import BadInput
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  a level of the decided range was verified (or the decision is fix forward:
-     nothing ran)
-  1  every level that exists in the range ran and none was verified
-  2  bad input, or no level of the range has a playbook yet; nothing was changed
-  3  canceled (Ctrl-C / SIGTERM): no further level runs
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: (
+            "a level of the decided range was verified (or the decision is fix forward: nothing "
+            "ran)"
+        ),
+        1: "every level that exists in the range ran and none was verified",
+        2: "bad input, or no level of the range has a playbook yet; nothing was changed",
+        3: "canceled (Ctrl-C / SIGTERM): no further level runs",
+    }
+)
 
 
 @click.command(name="emergency", epilog=EXIT_CODES_HELP)

@@ -16,19 +16,20 @@ from rollbackctl.commands.options import (
     project_of,
     target_options,
 )
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.progress import output_console
 from rollbackctl.project import artifacts_dir
 from rollbackctl.releases import mark_release, release_line, release_rows, releases_table
 from rollbackctl.rollback import BadInput
 from rollbackctl.status import problems, run_status
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  every host answered (mark: every host recorded the mark)
-  1  a host was unreachable or a step failed
-  2  bad input (options, inventory, no host matched); nothing was changed
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "every host answered (mark: every host recorded the mark)",
+        1: "a host was unreachable or a step failed",
+        2: "bad input (options, inventory, no host matched); nothing was changed",
+    }
+)
 
 
 @click.group(name="releases", invoke_without_command=True, epilog=EXIT_CODES_HELP)

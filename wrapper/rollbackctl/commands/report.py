@@ -9,15 +9,16 @@ import click
 
 from rollbackctl import next_step, records
 from rollbackctl.commands.options import BadInputError, project_of
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.project import artifacts_dir, records_dir
 from rollbackctl.report import FORMATS, TemplateProblem, render_report
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  the report was written (whatever the run's own result)
-  2  bad input: no such run record, or a template that does not render
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "the report was written (whatever the run's own result)",
+        2: "bad input: no such run record, or a template that does not render",
+    }
+)
 
 
 @click.command(name="report", epilog=EXIT_CODES_HELP)

@@ -11,16 +11,17 @@ from rich.console import Console
 
 from rollbackctl import next_step
 from rollbackctl.commands.options import BadInputError, project_of, target_options
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.rollback import BadInput
 from rollbackctl.status import problems, run_status, status_table
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  every host answered and every application checked is healthy
-  1  a host was unreachable, a probe failed, or a host's application is down
-  2  bad input (inventory, no host matched); nothing was changed
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "every host answered and every application checked is healthy",
+        1: "a host was unreachable, a probe failed, or a host's application is down",
+        2: "bad input (inventory, no host matched); nothing was changed",
+    }
+)
 
 
 @click.command(name="status", epilog=EXIT_CODES_HELP)

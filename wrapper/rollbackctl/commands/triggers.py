@@ -12,6 +12,7 @@ import click
 
 from ansible_collections.sre.rollback.plugins.module_utils.policy import Policy
 from rollbackctl import next_step
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.policy import PolicyFileError, load_policy
 from rollbackctl.triggers import (
     DEFAULT_WEBHOOK,
@@ -23,13 +24,15 @@ from rollbackctl.triggers import (
     write_rendered,
 )
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  done
-  2  bad input: an option, the policy, the series file, or a Prometheus that
-     does not answer; nothing was run
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "done",
+        2: (
+            "bad input: an option, the policy, the series file, or a Prometheus that does not "
+            "answer; nothing was run"
+        ),
+    }
+)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

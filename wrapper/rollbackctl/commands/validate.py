@@ -11,16 +11,17 @@ from rich.console import Console
 
 from rollbackctl import next_step
 from rollbackctl.commands.options import BadInputError, project_of, target_options
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.rollback import BadInput
 from rollbackctl.validate import problems, run_validate, validate_table
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  valid: same release everywhere, healthy, configuration and database valid
-  1  invalid: a check failed or a host was unreachable
-  2  bad input (inventory, no host matched); nothing was changed
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "valid: same release everywhere, healthy, configuration and database valid",
+        1: "invalid: a check failed or a host was unreachable",
+        2: "bad input (inventory, no host matched); nothing was changed",
+    }
+)
 
 
 @click.command(name="validate", epilog=EXIT_CODES_HELP)

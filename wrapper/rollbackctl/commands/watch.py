@@ -21,6 +21,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.policy import (
 from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
 from rollbackctl.alerts import DEFAULT_LISTEN, Receiver, serve
 from rollbackctl.commands.options import BadInputError, _apply, project_of
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.progress import output_console
 from rollbackctl.project import artifacts_dir
 from rollbackctl.rollback import BadInput, RunOptions, load_run_policy, parse_extra_vars
@@ -39,12 +40,12 @@ from rollbackctl.watch import Watcher
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  stopped (Ctrl-C / SIGTERM); the state file keeps the windows
-  2  bad input (option, inventory, policy, state file in use); nothing ran
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "stopped (Ctrl-C / SIGTERM); the state file keeps the windows",
+        2: "bad input (option, inventory, policy, state file in use); nothing ran",
+    }
+)
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
