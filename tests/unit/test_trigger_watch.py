@@ -20,12 +20,13 @@ import yaml
 from click.testing import CliRunner
 from rich.console import Console
 
-from rollbackctl.alerts import Receiver, serve
+from rollbackctl.alerts import Receiver, read_payload, serve
 from rollbackctl.cli import main
 from rollbackctl.project import find_project
 from rollbackctl.rollback import RunOptions, load_run_policy
 from rollbackctl.trigger_action import ActionSettings, StateFile, TriggerActions
 from rollbackctl.watch import Watcher
+from tests.conftest import REPO
 from tests.support.ports import free_port
 from tests.support.prometheus import Exporter, Prometheus, long_scenario, prometheus
 from tests.unit.test_run_cli import Fake, all_records, fake  # noqa: F401 - the fixture
@@ -338,3 +339,29 @@ def test_no_prometheus_says_so_and_the_live_table_renders(fake: Fake, tmp_path: 
     table = terminal.export_text()
     for column in ("rule", "group", "value", "window", "state", "error_rate", "db_pool"):
         assert column in table, table
+
+
+def test_payloads_recorded_from_a_real_alertmanager(fake: Fake, tmp_path: Path) -> None:  # noqa: F811
+    """The EDA test's payloads, as Alertmanager 0.25 posted them (tests/eda/payloads), in
+    dry run: what each becomes."""
+    policy_file(fake)
+    actions, _ = actions_for(fake, tmp_path / "state.json")
+    outcomes = []
+    for name in ("nodata_user_auth_info", "error_rate_user_auth_resolved",
+                 "error_rate_user_auth_firing", "health_core_api_h2_firing",
+                 "health_core_api_h2_h3_firing", "error_rate_core_api_firing"):  # fmt: skip
+        body = (REPO / "tests" / "eda" / "payloads" / f"{name}.json").read_bytes()
+        for item in read_payload(body, actions.rules):
+            if item.firing is None:
+                outcomes.append((name, item.note.split(": ", 1)[1]))
+            else:
+                outcomes.append((name, actions.handle(item.firing).outcome))
+    assert outcomes == [
+        ("nodata_user_auth_info", "not a trigger of sre.rollback: ignored"),
+        ("error_rate_user_auth_resolved", "resolved: a resolved alert never runs"),
+        ("error_rate_user_auth_firing", "ignored"),  # another service than the policy's
+        ("health_core_api_h2_firing", "dry run"),
+        ("health_core_api_h2_h3_firing", "duplicate"),  # h2 again: same fingerprint+startsAt
+        ("health_core_api_h2_h3_firing", "cooldown"),  # h3: the rule just acted
+        ("error_rate_core_api_firing", "dry run"),
+    ]
