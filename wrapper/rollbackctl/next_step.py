@@ -16,7 +16,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     level_label,
     message_line,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.levels import LEVELS
 from rollbackctl.report import host_releases
+
+# Level 4's input that names the backup to restore (the level registry's).
+RESTORE_BACKUP = LEVELS[4].targets[1].var
 
 OK, FAILED, BAD_INPUT, CANCELED = 0, 1, 2, 3  # rollbackctl's exit codes (rollback.py)
 MAX_LEVEL = 5
@@ -299,7 +303,7 @@ def for_validate(outcome: Any, inventory: str) -> Closing:
     elif database.get("status") == "failed":
         step = (
             "the database failed its checks (values above): restore a backup with level 4, "
-            f"`rollbackctl run --level 4 -i {inv} -e database_restore_backup=NAME`"
+            f"`rollbackctl run --level 4 -i {inv} -e {RESTORE_BACKUP}=NAME`"
         )
     elif differ:
         step = (
