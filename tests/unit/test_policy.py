@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     DEFAULT_POLICY,
     InputError,
     PolicyError,

@@ -9,11 +9,6 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
-    InputError,
-    default_policy,
-    validate_policy,
-)
 from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
     MASK,
     Redactor,
@@ -27,6 +22,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     parse_time,
     policy_snapshot,
     violations,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
+    InputError,
+    default_policy,
+    validate_policy,
 )
 
 NOW = datetime(2026, 11, 29, 10, 30, 0, tzinfo=UTC)

@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
-    Policy,
-    default_policy,
-    validate_policy,
-)
 from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     RuleEvaluator,
     build_rules,
     render_alertmanager,
     render_rules,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
+    Policy,
+    default_policy,
+    validate_policy,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
     evaluation_times,

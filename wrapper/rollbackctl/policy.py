@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     Policy,
     PolicyError,
     default_policy,

@@ -18,7 +18,6 @@ from typing import Any
 import jinja2
 from markdown_it import MarkdownIt
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import format_duration
 from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     CHECKLIST_ITEMS,
     CHECKLIST_TITLES,
@@ -29,6 +28,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     violations,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.phases import PHASE_ORDER
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import format_duration
 from rollbackctl.timeline_svg import incident_svg
 
 FORMATS = {

@@ -20,11 +20,6 @@ from typing import Any, TextIO
 import yaml
 from rich.console import Console
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
-    InputError,
-    Policy,
-    default_policy,
-)
 from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
 from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     iso,
@@ -35,6 +30,11 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils import levels, run_identity
 from ansible_collections.sre.rollback.plugins.plugin_utils.inputs import blank_names
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
+    InputError,
+    Policy,
+    default_policy,
+)
 from rollbackctl import records
 from rollbackctl.exits import exit_codes_help
 from rollbackctl.messages import (

@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import Policy
 from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     Labels,
     Rule,
@@ -26,6 +25,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     render_alertmanager,
     render_rules,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy
 from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
     evaluation_times,
     parse_openmetrics,

@@ -24,7 +24,6 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import Policy, format_duration
 from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     CONSECUTIVE,
     Event,
@@ -35,6 +34,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     format_group,
     format_value,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy, format_duration
 from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
     evaluation_times,
 )

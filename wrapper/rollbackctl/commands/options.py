@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     SEVERITIES,
     InputError,
     parse_duration,

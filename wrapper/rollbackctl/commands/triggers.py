@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import Policy
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy
 from rollbackctl import next_step
 from rollbackctl.exits import exit_codes_help
 from rollbackctl.policy import PolicyFileError, load_policy

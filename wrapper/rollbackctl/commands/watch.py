@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import click
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     InputError,
     parse_duration,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils import run_identity
 from rollbackctl.alerts import DEFAULT_LISTEN, Receiver, serve
 from rollbackctl.commands.options import BadInputError, _apply, project_of
 from rollbackctl.exits import exit_codes_help

@@ -68,12 +68,6 @@ from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
-    LEVEL_NAMES,
-    PolicyError,
-    default_policy,
-    validate_policy,
-)
 from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
     Redactor,
     secret_values,
@@ -95,6 +89,12 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.phases import (
     refused_inputs,
     short_action,
     task_phase,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
+    LEVEL_NAMES,
+    PolicyError,
+    default_policy,
+    validate_policy,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import (
     PLAY_VAR,

@@ -12,17 +12,17 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     InputError,
     Policy,
     PolicyError,
     decide,
     default_policy,
 )
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     parse_duration as _parse_duration,
 )
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     validate_policy as _validate_policy,
 )
 

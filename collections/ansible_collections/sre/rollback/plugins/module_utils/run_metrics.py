@@ -26,14 +26,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils import levels
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     LEVEL_NAMES,
     InputError,
     Policy,
     format_duration,
     parse_duration,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils import levels
 
 SCHEMA = 2
 

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     Policy,
     TriggerAction,
     decide,
