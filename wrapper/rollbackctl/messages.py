@@ -3,7 +3,7 @@ templates and delivered to stdout, a file and/or a Slack-compatible webhook.
 
 * ``internal`` (ROLLBACK INITIATED: time, reason, impact, level, ETA, lead) and
   ``customer`` come from the policy's ``communication.templates`` (placeholders:
-  module_utils/policy.py ``TEMPLATE_FIELDS``), sent when a rollback starts;
+  plugin_utils/policy/shape.py ``TEMPLATE_FIELDS``), sent when a rollback starts;
 * ``escalation`` when a level's verification fails and the next level starts;
 * ``closing`` (internal) and ``customer_closing`` when it ends;
 * ``approval`` (a page) when an automatic trigger decided a level above what it may run
@@ -87,7 +87,7 @@ BUILT_IN = {
     "closing": CLOSING_TEMPLATE,
     "customer_closing": CUSTOMER_CLOSING_TEMPLATE,
 }
-"""Messages the runbook has no template for. The policy schema (module_utils/policy.py)
+"""Messages the runbook has no template for. The policy schema (plugin_utils/policy/)
 only takes ``internal`` and ``customer``; these are fixed until it takes more."""
 
 

@@ -1,7 +1,7 @@
 # GPL-3.0-or-later
 """Filters over the rollback policy: the runbook's decision matrix for playbooks and AWX.
 
-The logic lives once in ``module_utils/policy.py`` (the wrapper imports the same module);
+The logic lives once in ``plugin_utils/policy/`` (the wrapper imports the same module);
 these functions only turn its errors into filter errors. Documentation: one ``.yml`` file
 per filter next to this one (``ansible-doc -t filter sre.rollback.rollback_decision``).
 """
