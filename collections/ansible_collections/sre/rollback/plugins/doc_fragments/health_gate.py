@@ -54,7 +54,7 @@ GATE_OPTIONS = r"""
   observe:
     description:
       - Seconds the gate watches at least before it passes, so that a service that dies every
-        few seconds is seen dying (with O(unit)).
+        few seconds is seen dying (with the unit option).
     type: float
     default: 0.0
   unit:
