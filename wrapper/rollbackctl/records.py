@@ -93,12 +93,14 @@ def _quiet_load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def fallback(run_id: str, playbook: Path, level: int | None, state: RunState) -> dict[str, Any]:
+def fallback(
+    run_id: str, playbook: Path, level: int | None, state: RunState, status: str, note: str
+) -> dict[str, Any]:
     """The record of a run the callback left none of (ansible-playbook did not start, or
-    was killed before its first write): the callback's first lines, with the hosts and
-    phases the live view saw. The caller adds its status and note (``add``)."""
+    was killed before its first write): the callback's first lines (run_records.new_record),
+    with the hosts and phases the live view saw, its status and why."""
     record = run_records.new_record(playbook.name, level, run_id)
-    record["finished"] = record["started"]
+    record.update(finished=record["started"], status=status, notes=[note])
     record["hosts"] = {
         host: {
             "status": "failed"

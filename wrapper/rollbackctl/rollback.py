@@ -442,20 +442,20 @@ def _outcome(prepared: Prepared, result: PlaybookResult, redactor: Redactor) -> 
 
 def _record_of(prepared: Prepared, result: PlaybookResult) -> dict[str, Any]:
     """The callback's record of the run; when it wrote none, the record's first lines
-    with the hosts the live view saw, and why (the run's status is set by the caller)."""
+    with the hosts the live view saw, and why."""
     if result.record_path.is_file():
         try:
             return records.load(result.record_path)
         except records.RecordNotFound:
             pass
-    record = records.fallback(
-        prepared.run_id, prepared.playbook, prepared.options.level, result.state
+    return records.fallback(
+        prepared.run_id,
+        prepared.playbook,
+        prepared.options.level,
+        result.state,
+        status="canceled" if result.canceled else "failed",
+        note=f"the run-record callback wrote nothing (ansible-playbook rc {result.rc})",
     )
-    record["status"] = "canceled" if result.canceled else "failed"
-    record["notes"].append(
-        f"the run-record callback wrote nothing (ansible-playbook rc {result.rc})"
-    )
-    return record
 
 
 def exit_code(
