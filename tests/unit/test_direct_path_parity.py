@@ -7,16 +7,13 @@ copy of the same files; only the paths of those copies and the clock differ."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN
+from tests.support.adhoc import adhoc
 
 USUAL = "the usual module path (pipelining is off"
 
@@ -24,35 +21,13 @@ USUAL = "the usual module path (pipelining is off"
 def call(
     where: Path, module: str, args: dict[str, Any], *flags: str, pipelining: bool
 ) -> tuple[dict[str, Any], str]:
-    """One ad-hoc call of ``module`` on the local connection (-vvv): its result (without
-    ``invocation``, which only the usual path returns; ``rc`` the call's exit status) and
-    its whole output."""
-    inventory = where / "inventory.ini"
-    inventory.write_text(
-        f"local ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    """One ad-hoc call: its result (without ``invocation``, which only the usual path
+    returns; ``rc`` the call's exit status) and its whole output."""
+    result, text, rc = adhoc(
+        where, module, json.dumps(args), *flags, ANSIBLE_PIPELINING=str(pipelining).lower()
     )
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"),
-            *("-i", str(inventory), "local", "-m", f"sre.rollback.{module}"),
-            *("-a", json.dumps(args), "-vvv", *flags),
-        ],
-        cwd=REPO,
-        env=dict(
-            os.environ,
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-            ANSIBLE_PIPELINING=str(pipelining).lower(),
-        ),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    text = proc.stdout
-    start = text.index("{", text.index("local | "))
-    result: dict[str, Any] = json.loads(text[start : text.rindex("}") + 1])
     result.pop("invocation", None)
-    result["rc"] = proc.returncode
+    result["rc"] = rc
     return result, text
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops
 from ansible_collections.sre.rollback.plugins.plugin_utils import stdlib_module as sm
-from tests.conftest import COLLECTION, REPO, VENV_BIN
+from tests.conftest import COLLECTION
+from tests.support.adhoc import adhoc as run_adhoc
 
 PYTHONS = sorted({sys.executable, *filter(None, [shutil.which("python3")])})
 
@@ -148,28 +149,12 @@ def test_a_host_without_a_working_python_is_a_clear_failure() -> None:
     assert crashed["failed"] is True and "boom" in crashed["msg"]
 
 
-MODULE = ["-m", "sre.rollback.release"]
-
-
 def adhoc(
     tmp_path: Path, args: str, python: str = sys.executable, **env: str
 ) -> tuple[dict[str, Any], str, int]:
     """One real ad-hoc call of the release module on the local connection (-vvv): its
     result, its whole output and its exit status."""
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text(f"local ansible_connection=local ansible_python_interpreter={python}\n")
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(inventory), "local", *MODULE, "-a", args, "-vvv"],
-        cwd=REPO,
-        env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json", **env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    text = proc.stdout
-    start = text.index("{", text.index("local | "))
-    result: dict[str, Any] = json.loads(text[start : text.rindex("}") + 1])
-    return result, text, proc.returncode
+    return run_adhoc(tmp_path, "release", args, python=python, **env)
 
 
 def test_direct_and_usual_paths_give_the_same_result(tmp_path: Path) -> None:
