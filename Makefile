@@ -72,6 +72,17 @@ sanity: venv system-deps
 sanity-fast: venv system-deps
 	@echo "sanity: ansible-test sanity (all but pylint: make sanity runs it)"; scripts/ansible-test-sanity --skip-test pylint
 
+# The rollback drills (molecule/<drill>/, 3-4 min each; not part of make test): each brings
+# its own rig up (TESTHOSTS_INSTANCE, default 0), breaks it, rolls it back through rollbackctl,
+# checks everything is back and writes a drill record (.artifacts/drills/records/), then the
+# compliance report. DRILLS="drill-code drill-flag" runs some.
+DRILLS ?= $(sort $(notdir $(wildcard molecule/drill-*)))
+.PHONY: drills
+drills: venv system-deps
+	@rc=0; for drill in $(DRILLS); do \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/rollbackctl drill run $$drill || rc=1; \
+	done; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/rollbackctl drill report; exit $$rc
+
 clean:
 	@[ ! -x tests/hosts/testhosts ] || tests/hosts/testhosts down
 	rm -rf $(VENV) .testhosts .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from rollbackctl.commands.decide import decide_command
+from rollbackctl.commands.drill import drill_group
 from rollbackctl.commands.emergency import emergency_command
 from rollbackctl.commands.releases import releases_group
 from rollbackctl.commands.report import report_command
@@ -27,4 +28,5 @@ COMMANDS: list[click.Command] = [
     watch_command,
     alerts_group,
     approve_command,
+    drill_group,
 ]
