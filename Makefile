@@ -16,7 +16,7 @@ export PYTHONWARNINGS := $(ANSIBLE_WARNING_FILTER)$(if $(PYTHONWARNINGS),$(comma
 demo: venv system-deps
 	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo
 
-test: venv system-deps lint sanity-fast
+test: venv system-deps lint sanity-fast awx-collection
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: the test setup is broken" >&2; exit 1; fi; \
 	exit $$rc
@@ -65,6 +65,12 @@ test-triggers: venv system-deps
 # ansible-test sanity on the collection (scripts/ansible-test-sanity: controller tests on the
 # venv's Python, host tests on Python 3.11). make test runs all but pylint (~25 s idle; ruff
 # covers most of it); make sanity runs every test (~60 s idle, pylint alone ~35 s).
+# awx.awx for playbooks/awx-configure.yml and rollbackctl awx validate's lint, taken out of
+# the ansible 12.x wheel from PyPI into .collections-awx/ (the venv's ansible-core unchanged).
+.PHONY: awx-collection
+awx-collection: venv
+	@scripts/install-awx-collection
+
 .PHONY: sanity sanity-fast
 sanity: venv system-deps
 	@echo "sanity: ansible-test sanity (all tests)"; scripts/ansible-test-sanity

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from rollbackctl.commands.awx import awx_group
 from rollbackctl.commands.decide import decide_command
 from rollbackctl.commands.drill import drill_group
 from rollbackctl.commands.emergency import emergency_command
@@ -28,5 +29,6 @@ COMMANDS: list[click.Command] = [
     watch_command,
     alerts_group,
     approve_command,
+    awx_group,
     drill_group,
 ]
