@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -160,3 +161,30 @@ def wrapper_args(rig: Any, artifacts: Path) -> list[str]:
         str(artifacts),
         "--no-notify",
     ]
+
+
+def tag_patched_release(
+    rig: Any, host: str, tag: str, base: str, patch: str, message: str, date: str
+) -> None:
+    """Tag ``tag`` in the host's mirror: release ``base`` with ``patch`` (Python run with
+    the path of the release's ``demo_app/server.py`` as ``path``) applied and committed at
+    ``date``, so that every host makes the same commit id."""
+    script = f"""
+set -e
+dir=$(mktemp -d)
+git clone -q /srv/git/demo-app.git "$dir"
+cd "$dir"
+git -c advice.detachedHead=false checkout -q {base}
+file=$(git ls-files | grep 'demo_app/server.py$')
+python3 - "$file" <<'PY'
+import sys
+path = sys.argv[1]
+{patch}
+PY
+export GIT_AUTHOR_DATE={date} GIT_COMMITTER_DATE={date}
+git -c user.name=test -c user.email=test@demo-app.invalid commit -qam {shlex.quote(message)}
+git tag -f {tag} >/dev/null
+git push -q -f origin {tag}
+rm -rf "$dir"
+"""
+    on(rig, host, script)

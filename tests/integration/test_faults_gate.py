@@ -34,6 +34,7 @@ from tests.integration.rig import (
     playbook,
     prepared,
     release_log,
+    tag_patched_release,
 )
 
 pytestmark = pytest.mark.integration
@@ -98,30 +99,18 @@ def test_a_database_outage_does_not_mark_the_good_target_bad(rig: Any) -> None:
 def make_crashing_release(rig: Any, host: str) -> None:
     """Tag CRASH in the host's mirror: the stable release, but the server exits 1 s after it
     starts serving (systemd restarts it 2 s later). The same commit id on every host."""
-    script = f"""
-set -e
-dir=$(mktemp -d)
-git clone -q /srv/git/demo-app.git "$dir"
-cd "$dir"
-git -c advice.detachedHead=false checkout -q {STABLE}
-file=$(git ls-files | grep 'demo_app/server.py$')
-python3 - "$file" <<'PY'
-import sys
-path = sys.argv[1]
-text = open(path).read()
-anchor = '    server.RequestHandlerClass = type("DemoHandler", (Handler,), {{"app": app}})\\n'
-assert anchor in text
-crash = '    import os, threading\\n    threading.Timer(1.0, os._exit, args=(1,)).start()\\n'
-text = text.replace(anchor, anchor + crash)
-open(path, "w").write(text)
-PY
-export GIT_AUTHOR_DATE=2024-03-01T10:00:00+00:00 GIT_COMMITTER_DATE=2024-03-01T10:00:00+00:00
-git -c user.name=crash -c user.email=crash@demo-app.invalid commit -qam "crash after 1 s"
-git tag -f {CRASH} >/dev/null
-git push -q -f origin {CRASH}
-rm -rf "$dir"
-"""
-    on(rig, host, script)
+    patch = (
+        "text = open(path).read()\n"
+        'anchor = \'    server.RequestHandlerClass = type("DemoHandler", (Handler,), '
+        '{"app": app})\\n\'\n'
+        "assert anchor in text\n"
+        "crash = '    import os, threading\\n    threading.Timer(1.0, os._exit, args=(1,))"
+        ".start()\\n'\n"
+        "open(path, 'w').write(text.replace(anchor, anchor + crash))"
+    )
+    tag_patched_release(
+        rig, host, CRASH, STABLE, patch, "crash after 1 s", "2024-03-01T10:00:00+00:00"
+    )
 
 
 def test_a_crash_looping_release_fails_the_gate_and_is_marked_bad(rig: Any) -> None:

@@ -30,7 +30,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, VENV_BIN
-from tests.integration.rig import APP_ROOT, current, health, on, playbook, release_log
+from tests.integration.rig import (
+    APP_ROOT,
+    current,
+    health,
+    playbook,
+    release_log,
+    tag_patched_release,
+)
 from tests.integration.test_level2 import apply, holding, ini, wait_health
 from tests.integration.test_level3 import set_flag
 from tests.support.prometheus import Prometheus, long_scenario, prometheus
@@ -176,30 +183,17 @@ def make_degrading_release(rig: Any, host: str, after: int) -> None:
     """Tag DEGRADES in the host's mirror: the stable release whose health check (GET
     /health and demo_health_ok) fails once it has run ``after`` seconds, as a leak would.
     Its deploy passes the gate. The same commit id on every host."""
-    script = f"""
-set -e
-dir=$(mktemp -d)
-git clone -q /srv/git/demo-app.git "$dir"
-cd "$dir"
-git -c advice.detachedHead=false checkout -q {STABLE}
-file=$(git ls-files | grep 'demo_app/server.py$')
-python3 - "$file" <<'PY'
-import sys
-path = sys.argv[1]
-text = open(path).read()
-fresh = "time.time() - self.started < {after}"
-assert text.count("database.ok") >= 3 and "return self.db.health().ok" in text
-text = text.replace("database.ok", "(database.ok and " + fresh + ")")
-text = text.replace("return self.db.health().ok", "return self.db.health().ok and " + fresh)
-open(path, "w").write(text)
-PY
-export GIT_AUTHOR_DATE=2024-03-02T10:00:00+00:00 GIT_COMMITTER_DATE=2024-03-02T10:00:00+00:00
-git -c user.name=degrade -c user.email=d@demo-app.invalid commit -qam "health fails after {after}s"
-git tag -f {DEGRADES} >/dev/null
-git push -q -f origin {DEGRADES}
-rm -rf "$dir"
-"""
-    on(rig, host, script)
+    fresh = f"time.time() - self.started < {after}"
+    patch = (
+        "text = open(path).read()\n"
+        "assert text.count('database.ok') >= 3 and 'return self.db.health().ok' in text\n"
+        f"text = text.replace('database.ok', '(database.ok and {fresh})')\n"
+        "text = text.replace('return self.db.health().ok', "
+        f"'return self.db.health().ok and {fresh}')\n"
+        "open(path, 'w').write(text)"
+    )
+    message = f"health fails after {after} s"
+    tag_patched_release(rig, host, DEGRADES, STABLE, patch, message, "2024-03-02T10:00:00+00:00")
 
 
 def the_run(watch: Watch, rule: str) -> dict[str, Any]:
