@@ -19,9 +19,7 @@ import re
 import time
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.hostio import (
-    sha256_file as sha256_file,
-)
+from ansible_collections.sre.rollback.plugins.module_utils.hostio import sha256_file
 
 SCHEMA = "sre.rollback/db-backup/1"
 MANIFEST_SUFFIX = ".manifest.json"

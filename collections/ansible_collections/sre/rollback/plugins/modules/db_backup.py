@@ -153,6 +153,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.db_engines import (
     engine_from_params,
     file_owner,
 )
+from ansible_collections.sre.rollback.plugins.module_utils.hostio import sha256_file
 
 
 def ensure_dir(path: str, owner: tuple[int, int] | None) -> bool:
@@ -254,7 +255,7 @@ def take(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         timings["dump"] = round(time.time() - started, 3)
         mark = time.time()
         verify_dump(engine, partial, facts)
-        facts["sha256"] = bk.sha256_file(partial)
+        facts["sha256"] = sha256_file(partial)
         timings["verify"] = round(time.time() - mark, 3)
         os.chmod(partial, 0o600)
         if owner is not None:
