@@ -63,8 +63,9 @@ test-triggers: venv system-deps
 	@SRE_ROLLBACK_TRIGGER_SCENARIOS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/unit/test_trigger_action.py tests/unit/test_trigger_watch.py tests/integration/test_triggers_rig.py $(PYTEST_ARGS)
 
 # ansible-test sanity on the collection (scripts/ansible-test-sanity: controller tests on the
-# venv's Python, host tests on Python 3.11). make test runs all but pylint (~25 s idle; ruff
-# covers most of it); make sanity runs every test (~60 s idle, pylint alone ~35 s).
+# venv's Python, host tests on Python 3.11). make test runs all but pylint (40 s on this
+# 2-core machine at load 9; ruff covers most of pylint); make sanity runs every test (pylint
+# alone took 127 s at load 13).
 # awx.awx for playbooks/awx-configure.yml and rollbackctl awx validate's lint, taken out of
 # the ansible 12.x wheel from PyPI into .collections-awx/ (the venv's ansible-core unchanged).
 .PHONY: awx-collection
