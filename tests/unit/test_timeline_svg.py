@@ -10,6 +10,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
+from ansible_collections.sre.rollback.plugins.plugin_utils import run_records
 from rollbackctl.cli import main
 from rollbackctl.report import render_report
 from rollbackctl.timeline_svg import incident_svg
@@ -73,6 +74,17 @@ def test_the_error_ratio_curve_and_the_trigger_line() -> None:
     threshold = next(line for line in root.iter(f"{SVG}line") if line.get("class") == "threshold")
     assert points[1][1] < float(threshold.attrib["y1"]) < points[2][1]
     assert "trigger 10%" in [text.text for text in root.iter(f"{SVG}text")]
+
+
+def test_the_record_schema_declares_the_observations() -> None:
+    """The samples go into a record through its one writer (run_records.add, as scripts/demo
+    does), which takes only sections the published schema declares."""
+    record = with_observations(make_record())
+    assert not [p for p in run_records.problems(record) if "observations" in p]
+    record["observations"]["error_ratio"].append({"at": "2026-11-29T10:23:00Z"})
+    assert "observations/error_ratio/3: 'value' is a required property" in (
+        run_records.problems(record)
+    )
 
 
 def test_markdown_and_html_reports_carry_the_picture(tmp_path: Path) -> None:
