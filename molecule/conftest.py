@@ -164,10 +164,13 @@ def traffic(urls: list[str], requests: int = 80) -> dict[str, Any]:
     }
 
 
-def check_error_ratio(drill: Drill, policy: Any, note: dict[str, Any], fault: bool) -> None:
-    """The error ratio under load (``traffic``) is above the policy's error-rate trigger
-    while the fault is there (``fault``), at or under it once the level ran."""
-    seen = traffic([drill.url(name) for name in drill.app], requests=80 if fault else 40)
+def check_error_ratio(
+    drill: Drill, policy: Any, note: dict[str, Any], fault: bool, requests: int = 0
+) -> None:
+    """The error ratio under load (``traffic``, ``requests`` of them) is above the policy's
+    error-rate trigger while the fault is there (``fault``), at or under it once the level
+    ran."""
+    seen = traffic([drill.url(name) for name in drill.app], requests or (80 if fault else 40))
     note["error_ratio"], note["p95_seconds"] = seen["error_ratio"], seen["p95_seconds"]
     trigger = policy.triggers.error_rate.above / 100
     if fault:
