@@ -280,7 +280,8 @@ def rto_phases(found: list[dict[str, Any]]) -> dict[str, Any]:
     for start, end in zip(starts, ends, strict=False):
         phases.append(
             {
-                "phase": f"rollback level {start.get('level')}",
+                "phase": "rollback level "
+                + ", ".join(str(lv) for lv in end.get("levels_run") or [start.get("level")]),
                 "seconds": _span(start, end),
                 "exit_code": end.get("exit_code"),
                 "run_id": end.get("run_id"),

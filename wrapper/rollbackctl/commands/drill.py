@@ -234,11 +234,10 @@ def mark_rollback_command(
     per level and phase) from the run records rollbackctl left in RECORDS."""
     _, art = _where(project_dir, artifacts)
     run_dir = _run_dir(art, name)
+    found = [json.loads(p.read_text(encoding="utf-8")) for p in records.record_files(records_path)]
+    # The levels' own records (a validation's record has no level).
     runs = sorted(
-        (
-            json.loads(path.read_text(encoding="utf-8"))
-            for path in sorted(records.record_files(records_path))
-        ),
+        (record for record in found if record.get("level") is not None),
         key=lambda record: str(record.get("started") or ""),
     )
     phases: dict[str, float] = {}
