@@ -38,7 +38,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.db_engines import (
     Postgres,
 )
 from ansible_collections.sre.rollback.plugins.modules import db_backup, db_restore
-from tests.support.databases import BINDIR, OS_USER, db_params
+from tests.support.databases import BINDIR, pg_params
 from tests.support.databases import cluster as pg_cluster
 
 SCHEMA = """
@@ -79,20 +79,12 @@ def cluster() -> Iterator[tuple[PgConn, Path]]:
 
 def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
     given: dict[str, Any] = dict(
-        engine="postgresql",
-        database="shop",
-        login_host=conn.host,
-        login_port=conn.port,
-        login_user=conn.user,
-        os_user=OS_USER,
-        pg_bindir=BINDIR,
-        backup_dir=backup_dir,
         name="bench",
         environment="bench",
         release="bench",
         expected_environment="bench",
     )
-    return db_params(**{**given, **over})
+    return pg_params(conn, backup_dir, **{**given, **over})
 
 
 def bare_restore(conn: PgConn, dump: str, jobs: int) -> float:

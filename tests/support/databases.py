@@ -93,3 +93,18 @@ def db_params(**given: Any) -> dict[str, Any]:
     )
     p.update(given)
     return p
+
+
+def pg_params(conn: PgConn, backup_dir: str, **given: Any) -> dict[str, Any]:
+    """``db_params`` for the ``shop`` database of a ``cluster``, backups in ``backup_dir``."""
+    connection: dict[str, Any] = dict(
+        engine="postgresql",
+        database="shop",
+        login_host=conn.host,
+        login_port=conn.port,
+        login_user=conn.user,
+        os_user=OS_USER,
+        pg_bindir=BINDIR,
+        backup_dir=backup_dir,
+    )
+    return db_params(**{**connection, **given})

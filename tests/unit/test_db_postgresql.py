@@ -32,7 +32,7 @@ from ansible_collections.sre.rollback.plugins.module_utils.db_engines import (
     Postgres,
 )
 from ansible_collections.sre.rollback.plugins.modules import db_backup, db_inspect, db_restore
-from tests.support.databases import BINDIR, OS_USER, db_params
+from tests.support.databases import BINDIR, OS_USER, pg_params
 from tests.support.databases import cluster as pg_cluster
 
 AS_ROOT = os.geteuid() == 0
@@ -106,14 +106,6 @@ def public_tmp() -> Iterator[Path]:
 
 def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
     given: dict[str, Any] = dict(
-        engine="postgresql",
-        database="shop",
-        login_host=conn.host,
-        login_port=conn.port,
-        login_user=conn.user,
-        os_user=OS_USER,
-        pg_bindir=BINDIR,
-        backup_dir=backup_dir,
         name="",
         environment="unit",
         release="v1.2.3-stable-gabc",
@@ -123,7 +115,7 @@ def params(conn: PgConn, backup_dir: str, **over: Any) -> dict[str, Any]:
         exact=False,
         state="present",
     )
-    return db_params(**{**given, **over})
+    return pg_params(conn, backup_dir, **{**given, **over})
 
 
 def sql(conn: PgConn, text: str, database: str = "shop") -> str:
