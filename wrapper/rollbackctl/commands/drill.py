@@ -284,6 +284,8 @@ def record_command(name: str, project_dir: Path | None, artifacts: Path | None) 
     instance = int(drills.meta(run_dir).get("instance", instance))
     pidfile = run_dir / drills.HEARTBEAT_PID
     drills.stop_process(pidfile)
+    # The run's restic password (level 5) dies with the rig's repositories: no secret stays.
+    (run_dir / "restic.pass").unlink(missing_ok=True)
     left = drills.leftovers(instance, [pidfile])
     drills.mark(run_dir, "destroyed", failed="; ".join(left) or None)
     try:
