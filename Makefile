@@ -11,7 +11,7 @@ ANSIBLE_WARNING_FILTER := ignore:DSA is deprecated:UserWarning:ansible._internal
 comma := ,
 export PYTHONWARNINGS := $(ANSIBLE_WARNING_FILTER)$(if $(PYTHONWARNINGS),$(comma)$(PYTHONWARNINGS))
 
-.PHONY: demo test test-readme venv system-deps lint unit integration eda-rig test-triggers clean
+.PHONY: demo test test-readme test-dr venv system-deps lint unit integration eda-rig test-triggers clean
 
 demo: venv system-deps
 	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo
@@ -61,6 +61,12 @@ eda-rig: venv system-deps
 # release -> level 3, level 4 after approve). TESTHOSTS_INSTANCE=N picks the rig.
 test-triggers: venv system-deps
 	@SRE_ROLLBACK_TRIGGER_SCENARIOS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest tests/unit/test_trigger_action.py tests/unit/test_trigger_watch.py tests/integration/test_triggers_rig.py $(PYTEST_ARGS)
+
+# Level 5 on its own rig (~10 min): full backup set, wipe the db and app hosts, rebuild from
+# the backups alone, PITR through rollbackctl, a damaged repository refused in preflight
+# (tests/integration/test_level5.py). TESTHOSTS_INSTANCE=N picks the rig.
+test-dr: venv system-deps
+	@SRE_ROLLBACK_DR_SCENARIOS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -s tests/integration/test_level5.py $(PYTEST_ARGS)
 
 # ansible-test sanity on the collection (scripts/ansible-test-sanity: controller tests on the
 # venv's Python, host tests on Python 3.11). make test runs all but pylint (40 s on this
