@@ -65,6 +65,7 @@ PLAYBOOK_INPUTS = {"decide.yml": frozenset({"severity", "impact", "time_to_fix"}
 
 SPEC_TYPES = {"int": "integer", "float": "float"}
 _ROLE_REF = re.compile(r"^sre\.rollback\.(\w+)$")
+"""A role or playbook of the collection by its FQCN."""
 
 
 class AwxDefinitionError(Exception):
@@ -112,7 +113,13 @@ def playbook_roles(playbook: Path, seen: set[Path] | None = None) -> set[str]:
         if isinstance(node, dict):
             for key, value in node.items():
                 if key in ("import_playbook", "ansible.builtin.import_playbook"):
-                    roles.update(playbook_roles(playbook.parent / str(value), seen))
+                    match = _ROLE_REF.match(str(value))  # the collection's playbooks too
+                    imported = (
+                        COLLECTION / "playbooks" / f"{match.group(1)}.yml"
+                        if match
+                        else playbook.parent / str(value)
+                    )
+                    roles.update(playbook_roles(imported, seen))
                 elif key in ("name", "role") and isinstance(value, str):
                     match = _ROLE_REF.match(value)
                     if match:

@@ -212,6 +212,8 @@ def level_of_playbook(file_name: str) -> int | None:
     """The level a playbook file (a name or a path) runs, or None (deploy, validate...)."""
     base = file_name.replace("\\", "/").rsplit("/", 1)[-1]
     stem = base.rsplit(".", 1)[0] if base.endswith((".yml", ".yaml")) else None
+    # The collection's copy (sre.rollback.rollback_l3, playbooks/rollback_l3.yml) runs the same.
+    stem = stem.replace("_", "-") if stem is not None else None
     for number, known in LEVELS.items():
         if stem is not None and stem == known.playbook.rsplit(".", 1)[0]:
             return number
