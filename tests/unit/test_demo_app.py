@@ -11,6 +11,7 @@ import importlib.util
 import json
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -211,7 +213,13 @@ def test_releases_differ_by_their_overlays(releases: dict[str, Path]) -> None:
     migrations = sorted(
         p.name[:14] for p in (releases["v1.3.0"] / "migrations" / "versions").glob("2*.py")
     )
-    assert migrations == ["20240101120000", "20240115090000", "20240115093000", "20240201100000"]
+    assert migrations == [
+        "20240101120000",
+        "20240101120100",
+        "20240115090000",
+        "20240115093000",
+        "20240201100000",
+    ]
 
 
 # --- build --------------------------------------------------------------------------------
@@ -503,6 +511,36 @@ def test_health_is_503_when_the_database_is_unreachable(
         status, health = get_json(base + "/health")
     assert status == 503 and health["status"] == "fail"
     assert health["db"].startswith("unreachable")
+
+
+def test_the_app_writes_a_heartbeat_row_a_second(releases: dict[str, Path], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config", free_port(), database={"heartbeat_seconds": 0.2})
+    with serving(releases["v1.2.2-stable"], config) as base:
+        time.sleep(1.5)
+        # the pool is the requests' own: the heartbeat has its own connection
+        get_json(base + "/health")
+        summary = {s.name: s.value for s in loadgen.scrape(base)}
+    with sqlite3.connect(config / "app.db") as db:
+        rows = db.execute(
+            "SELECT count(*), count(DISTINCT host), max(at) FROM heartbeat"
+        ).fetchone()
+    assert rows[0] >= 4 and rows[1] == 1, rows
+    newest = datetime.fromisoformat(rows[2]).replace(tzinfo=UTC).timestamp()
+    assert abs(time.time() - newest) < 30, rows  # UTC, written just now
+    assert summary["demo_heartbeat_writes_total"] >= rows[0] - 1
+    assert summary["demo_heartbeat_failures_total"] == 0
+    assert summary["demo_db_pool_timeouts_total"] == 0
+    # below the heartbeat's revision the table is gone: writes fail, the app serves on
+    app_cli(
+        releases["v1.2.2-stable"], "migrate", "downgrade", "20240101120000", "--config-dir", config
+    )
+    with serving(releases["v1.2.2-stable"], config, migrate=False) as base:
+        time.sleep(1)
+        assert get_json(base + "/health")[0] == 200
+        failures = next(
+            s.value for s in loadgen.scrape(base) if s.name == "demo_heartbeat_failures_total"
+        )
+    assert failures >= 2
 
 
 def test_uploads_are_stored_in_the_shared_directory(

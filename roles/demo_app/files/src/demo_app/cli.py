@@ -74,6 +74,7 @@ def _run(http: server.DemoHTTPServer, settings: Settings, pidfile: Path | None) 
     app = server.DemoApp(settings)
     server.attach(http, app)
     app.db.start_report_job(settings.database_hold_connections)
+    app.heartbeat.start()
     _install_signals(http, app)
     log.info(
         "demo-app %s (release %s, commit %s) listening on %s:%d, database %s",

@@ -204,6 +204,14 @@ OPTIONS: tuple[Option, ...] = (
         "true to migrate the database to this release's head at start",
     ),
     Option(
+        "database",
+        "heartbeat_seconds",
+        "1",
+        _number(0, 3600),
+        "how often the app writes a heartbeat row (0: never); a restore's data loss is read "
+        "from the newest one",
+    ),
+    Option(
         "checkout",
         "slow_seconds",
         "6",
@@ -263,6 +271,7 @@ class Settings:
     database_hold_connections: int
     database_connect_timeout: int
     database_auto_migrate: bool
+    database_heartbeat_seconds: float
     checkout_slow_seconds: float
     checkout_error_rate: float
     flags_file: str

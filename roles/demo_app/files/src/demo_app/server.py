@@ -16,6 +16,7 @@ from demo_app import APP_ROOT, buildinfo, checkout, read_version, store
 from demo_app.config import Settings
 from demo_app.db import Database, DatabaseUnavailable, PoolExhausted
 from demo_app.flags import FlagStore
+from demo_app.heartbeat import Heartbeat
 from demo_app.metrics import CONTENT_TYPE, RequestMetrics, family, memory_figures
 from demo_app.uploads import UploadError, Uploads
 
@@ -116,6 +117,7 @@ class DemoApp:
         self.settings = settings
         self.build = BuildInfo.of_this_release()
         self.db = Database(settings)
+        self.heartbeat = Heartbeat(settings)
         self.flags = FlagStore(settings.flags_path)
         self.uploads = Uploads(settings.storage_uploads_dir, settings.storage_max_upload_bytes)
         self.metrics = RequestMetrics()
@@ -348,6 +350,24 @@ class DemoApp:
                 [({}, self.health_failures)],
             ),
             *family(
+                "demo_heartbeat_writes_total",
+                "counter",
+                "Heartbeat rows written (one every [database] heartbeat_seconds).",
+                [({}, self.heartbeat.written)],
+            ),
+            *family(
+                "demo_heartbeat_failures_total",
+                "counter",
+                "Heartbeat rows that could not be written.",
+                [({}, self.heartbeat.failures)],
+            ),
+            *family(
+                "demo_heartbeat_last_write_seconds",
+                "gauge",
+                "When the newest heartbeat row was written (Unix time; 0: none yet).",
+                [({}, self.heartbeat.last_written)],
+            ),
+            *family(
                 "demo_feature_flag_enabled",
                 "gauge",
                 "1 when the flag evaluates to true inside the app.",
@@ -369,6 +389,7 @@ class DemoApp:
         return self.db.health().ok
 
     def close(self) -> None:
+        self.heartbeat.close()
         self.db.close()
 
 

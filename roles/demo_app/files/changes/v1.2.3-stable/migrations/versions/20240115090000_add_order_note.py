@@ -1,14 +1,14 @@
 """orders get an optional note
 
 Revision ID: 20240115090000
-Revises: 20240101120000
+Revises: 20240101120100
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "20240115090000"
-down_revision = "20240101120000"
+down_revision = "20240101120100"
 
 
 def upgrade() -> None:
