@@ -35,15 +35,15 @@ from typing import Any, ClassVar
 
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
-    build_rules,
-    render_alertmanager,
-    render_rules,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     DEFAULT_POLICY,
     Policy,
     validate_policy,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
+    build_rules,
+    render_alertmanager,
+    render_rules,
 )
 from tests.support.ports import free_port
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import Labels
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import Labels
 
 BUCKETS = ("0.1", "0.5", "1.0", "5.0", "7.5", "+Inf")
 CONDITIONS = ("errors", "slow", "unhealthy", "memory", "pool")

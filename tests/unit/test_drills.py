@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import default_policy
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import default_policy
 from rollbackctl import drills
 from rollbackctl.cli import main
 from tests.conftest import REPO, VENV_BIN

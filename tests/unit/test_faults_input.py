@@ -16,7 +16,7 @@ from ansible_collections.sre.rollback.plugins.callback.run_record import (
 )
 from ansible_collections.sre.rollback.plugins.lookup.blank_extra_vars import blank_names
 from ansible_collections.sre.rollback.plugins.module_utils.db_engines import PgConn
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import (
     MASK,
     Redactor,
     mask_urls,

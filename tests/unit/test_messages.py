@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import finalize
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     TEMPLATE_FIELDS,
     Policy,
     default_policy,
     validate_policy,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import finalize
 from rollbackctl.messages import (
     Notifier,
     message_context,

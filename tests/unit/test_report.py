@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import validate_policy
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
     finalize,
     policy_snapshot,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy import validate_policy
 from rollbackctl import records
 from rollbackctl.cli import main
 from rollbackctl.report import TemplateProblem, render_report

@@ -1,5 +1,5 @@
 """The runbook's rollback metrics, recovery objectives and checklists
-(module_utils/run_metrics.py), computed from run records as the callback writes them."""
+(plugin_utils/run_metrics.py), computed from run records as the callback writes them."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from typing import Any
 
 import pytest
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
+    InputError,
+    default_policy,
+    validate_policy,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import (
     MASK,
     Redactor,
     secret_values,
 )
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
     CHECKLIST_ITEMS,
     finalize,
     human_duration,
@@ -22,11 +27,6 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     parse_time,
     policy_snapshot,
     violations,
-)
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
-    InputError,
-    default_policy,
-    validate_policy,
 )
 
 NOW = datetime(2026, 11, 29, 10, 30, 0, tzinfo=UTC)

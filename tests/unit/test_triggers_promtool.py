@@ -14,12 +14,6 @@ from typing import Any
 import pytest
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
-    RuleEvaluator,
-    build_rules,
-    render_alertmanager,
-    render_rules,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     Policy,
     default_policy,
@@ -32,6 +26,12 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import
     parse_openmetrics,
     promtool_input_series,
     stale_rows,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
+    RuleEvaluator,
+    build_rules,
+    render_alertmanager,
+    render_rules,
 )
 from tests.conftest import REPO
 from tests.support.tools import require_tool

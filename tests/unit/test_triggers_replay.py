@@ -11,15 +11,15 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
-    RuleEvaluator,
-    build_rules,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import validate_policy
 from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
     evaluation_times,
     format_openmetrics,
     parse_openmetrics,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
+    RuleEvaluator,
+    build_rules,
 )
 from rollbackctl.cli import main
 from tests.support.trigger_scenarios import scenario

@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import SOURCE_LABEL, Rule
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import SOURCE_LABEL, Rule
 from rollbackctl.trigger_action import Firing, TriggerActions, Verdict
 
 DEFAULT_LISTEN = "127.0.0.1:9095"

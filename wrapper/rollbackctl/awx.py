@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import DATA_RESTORING_LEVELS
 from ansible_collections.sre.rollback.plugins.plugin_utils import levels
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import SEVERITIES
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import DATA_RESTORING_LEVELS
 
 COLLECTION = Path(levels.__file__).resolve().parents[2]
 """The collection's root (its roles' argument specs)."""

@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.policy import Policy, format_duration
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import LEVEL_BUDGETS, iso
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy, format_duration
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import LEVEL_BUDGETS, iso
 from rollbackctl.project import private_dir
 
 SCHEMA = 1

@@ -22,13 +22,6 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
-    LEVEL_BUDGETS,
-    iso,
-    level_label,
-    utcnow,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils import levels
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     LEVEL_NAMES,
@@ -36,6 +29,13 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     Policy,
     decide,
     format_percent,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
+    LEVEL_BUDGETS,
+    iso,
+    level_label,
+    utcnow,
 )
 from rollbackctl import records
 from rollbackctl.messages import (

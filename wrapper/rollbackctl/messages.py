@@ -27,17 +27,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
-    LEVEL_BUDGETS,
-    human_duration,
-    iso,
-    utcnow,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     LEVEL_NAMES,
     TEMPLATE_FIELDS,
     Policy,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
+    LEVEL_BUDGETS,
+    human_duration,
+    iso,
+    utcnow,
 )
 from rollbackctl.project import private_dir
 

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.levels import LEVELS
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
     level_label,
     message_line,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils.levels import LEVELS
 from rollbackctl.report import host_releases
 
 # Level 4's input that names the backup to restore (the level registry's).

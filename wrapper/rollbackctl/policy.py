@@ -1,7 +1,7 @@
 """Find and load an environment's rollback policy (``inventories/<env>/policy.yml``).
 
 Only the file handling lives here: the schema, defaults and validation are the
-collection's (``sre.rollback`` module_utils), shared with the playbooks and AWX.
+collection's (``sre.rollback`` plugin_utils.policy), shared with the playbooks and AWX.
 """
 
 from __future__ import annotations

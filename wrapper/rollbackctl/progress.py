@@ -18,8 +18,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import mask_urls
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import message_line
 from ansible_collections.sre.rollback.plugins.plugin_utils.phases import (
     PHASE_ORDER,
     event_phase,
@@ -27,6 +25,8 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.phases import (
     refused_inputs,
     short_action,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import mask_urls
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import message_line
 
 DONE_EVENTS = {
     "runner_on_ok": "ok",

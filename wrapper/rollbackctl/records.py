@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
 from ansible_collections.sre.rollback.plugins.plugin_utils import run_records
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import Redactor
 from rollbackctl.progress import RunState
 
 LATEST = "latest.json"

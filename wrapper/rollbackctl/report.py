@@ -18,7 +18,9 @@ from typing import Any
 import jinja2
 from markdown_it import MarkdownIt
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.phases import PHASE_ORDER
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import format_duration
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
     CHECKLIST_ITEMS,
     CHECKLIST_TITLES,
     finalize,
@@ -27,8 +29,6 @@ from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
     parse_time,
     violations,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils.phases import PHASE_ORDER
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy import format_duration
 from rollbackctl.timeline_svg import incident_svg
 
 FORMATS = {

@@ -20,20 +20,20 @@ from typing import Any, TextIO
 import yaml
 from rich.console import Console
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
-    iso,
-    level_label,
-    parse_time,
-    policy_snapshot,
-    utcnow,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils import levels, run_identity
 from ansible_collections.sre.rollback.plugins.plugin_utils.inputs import blank_names
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     InputError,
     Policy,
     default_policy,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
+    iso,
+    level_label,
+    parse_time,
+    policy_snapshot,
+    utcnow,
 )
 from rollbackctl import records
 from rollbackctl.exits import exit_codes_help

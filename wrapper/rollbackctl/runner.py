@@ -55,14 +55,14 @@ from typing import Any
 import ansible_runner
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
-    Redactor,
-    secret_values,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.levels import (
     LEVELS,
     level_of_playbook,
     settle_args,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import (
+    Redactor,
+    secret_values,
 )
 from rollbackctl.progress import PhaseChange, Progress, QuietProgress, RunState
 from rollbackctl.project import Project, private_dir

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import parse_time
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import parse_time
 
 WIDTH = 760
 LABEL = 110  # left margin for lane labels

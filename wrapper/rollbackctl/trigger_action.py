@@ -39,17 +39,17 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import iso
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
-    Rule,
-    build_rules,
-    decide_for,
-    format_value,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     Policy,
     format_duration,
     format_levels,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import iso
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
+    Rule,
+    build_rules,
+    decide_for,
+    format_value,
 )
 from rollbackctl import records
 from rollbackctl.emergency import run_emergency

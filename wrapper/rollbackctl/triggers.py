@@ -2,7 +2,7 @@
 and replay the rules over a past window (a series file, or Prometheus' range queries).
 
 The rules, their evaluation and the decision are the collection's
-(``module_utils/triggers.py``, ``plugin_utils/trigger_series.py``, ``policy.decide``);
+(``plugin_utils/triggers.py``, ``plugin_utils/trigger_series.py``, ``policy.decide``);
 this module reads files, talks HTTP and formats."""
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ from typing import Any
 
 import yaml
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
-    Labels,
-    Rule,
-    build_rules,
-    render_alertmanager,
-    render_rules,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy
 from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
     evaluation_times,
     parse_openmetrics,
     replay,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
+    Labels,
+    Rule,
+    build_rules,
+    render_alertmanager,
+    render_rules,
 )
 
 RULES_FILE = "sre-rollback-rules.yml"

@@ -3,7 +3,7 @@ instant query per rule at every evaluation interval), show each rule's value, wi
 state, and hand every firing rule to ``trigger_action`` (dry run, maximum unattended
 level, dedupe, cooldown, approval, the run itself).
 
-The evaluator is the collection's (``module_utils/triggers.py``), the same one ``replay``
+The evaluator is the collection's (``plugin_utils/triggers.py``), the same one ``replay``
 uses and the differential test holds against promtool. Its windows are kept in the state
 file after every evaluation. After a restart, or when Prometheus did not answer for a
 while, the evaluations missed since the last one are made up from Prometheus' range
@@ -24,7 +24,11 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy, format_duration
+from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
+    evaluation_times,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
     CONSECUTIVE,
     Event,
     Labels,
@@ -33,10 +37,6 @@ from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     build_rules,
     format_group,
     format_value,
-)
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy, format_duration
-from ansible_collections.sre.rollback.plugins.plugin_utils.trigger_series import (
-    evaluation_times,
 )
 from rollbackctl.trigger_action import Firing, TriggerActions, Verdict, stamp
 from rollbackctl.triggers import TriggerInputError, instant_values, prometheus_source

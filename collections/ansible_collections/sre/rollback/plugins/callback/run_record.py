@@ -68,17 +68,6 @@ from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import (
-    Redactor,
-    secret_values,
-)
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import (
-    FAILED_STATUSES,
-    iso,
-    parse_time,
-    policy_snapshot,
-    utcnow,
-)
 from ansible_collections.sre.rollback.plugins.plugin_utils.levels import (
     level_of_playbook,
     recorded_target_vars,
@@ -96,10 +85,21 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     default_policy,
     validate_policy,
 )
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import (
+    Redactor,
+    secret_values,
+)
 from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import (
     PLAY_VAR,
     new_run_id,
     real_user,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
+    FAILED_STATUSES,
+    iso,
+    parse_time,
+    policy_snapshot,
+    utcnow,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.run_records import new_record
 from ansible_collections.sre.rollback.plugins.plugin_utils.run_records import (

@@ -35,9 +35,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.run_metrics import SCHEMA, finalize
 from ansible_collections.sre.rollback.plugins.plugin_utils.levels import LEVEL_NAMES
 from ansible_collections.sre.rollback.plugins.plugin_utils.run_identity import real_user
+from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import SCHEMA, finalize
 
 SCHEMA_VERSION = SCHEMA
 SCHEMA_FILE = Path(__file__).with_name("run_record.schema.json")

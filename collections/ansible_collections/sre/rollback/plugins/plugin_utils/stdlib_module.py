@@ -38,7 +38,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
-from ansible_collections.sre.rollback.plugins.module_utils.redaction import Redactor
+from ansible_collections.sre.rollback.plugins.plugin_utils.redaction import Redactor
 
 display = Display()
 

@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy
+from ansible_collections.sre.rollback.plugins.plugin_utils.triggers import (
     Event,
     Labels,
     Rule,
@@ -27,7 +28,6 @@ from ansible_collections.sre.rollback.plugins.module_utils.triggers import (
     Samples,
     decide_for,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy import Policy
 
 _LINE = re.compile(
     r"(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)"
