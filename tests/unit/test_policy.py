@@ -1,6 +1,6 @@
-"""The rollback policy and the runbook's decision matrix (module_utils/policy.py), the
-policy files of the inventories, and the filter plugins through a real ansible-playbook run
-of playbooks/decide.yml."""
+"""The rollback policy and the runbook's decision matrix (plugin_utils/policy/), its published
+schema (plugin_utils/policy.schema.json), the policy files of the inventories, and the filter
+plugins through a real ansible-playbook run of playbooks/decide.yml."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import pytest
 import yaml
 
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
+    ACTIONS,
     DEFAULT_POLICY,
+    NO_DATA_POLICIES,
+    SCHEMA_FILE,
+    SCHEMA_VERSION,
+    SECTIONS,
+    TEMPLATE_NAMES,
     InputError,
     PolicyError,
     decide,
@@ -25,6 +31,11 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     parse_levels,
     parse_percent,
     validate_policy,
+)
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy.schema import (
+    FORMATS,
+    schema_problems,
+    without_nulls,
 )
 from tests.conftest import REPO, VENV_BIN
 
@@ -391,6 +402,139 @@ def test_a_policy_file_that_is_not_a_mapping() -> None:
     assert problems(["matrix"]) == [
         ("(top level)", "must be a mapping (key: value lines), got a list")
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# The schema: published, checked by jsonschema, one source of the names the code reads
+
+
+def load_schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(SCHEMA_FILE.read_text())
+    return loaded
+
+
+def test_the_schema_ships_with_the_collection_and_is_draft_2020_12() -> None:
+    from jsonschema import Draft202012Validator
+
+    collection = REPO / "collections/ansible_collections/sre/rollback"
+    assert collection / "plugins/plugin_utils/policy.schema.json" == SCHEMA_FILE
+    schema = load_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+    assert schema["$id"].endswith(f"/policy/{SCHEMA_VERSION}.json")
+    readme = (REPO / "README.md").read_text()
+    assert f"plugins/plugin_utils/policy.schema.json`\n(version {SCHEMA_VERSION}," in readme
+
+
+def test_the_runbook_defaults_satisfy_the_schema() -> None:
+    runbook = without_nulls(DEFAULT_POLICY)
+    assert schema_problems(runbook) == []
+    assert schema_problems({"all": {"vars": {"rollback_policy": runbook}}}) == []
+
+
+def test_every_format_the_schema_names_has_one_parser() -> None:
+    used = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("format"), str):
+                used.add(node["format"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(load_schema())
+    assert used == set(FORMATS)
+
+
+def test_the_names_the_code_reads_come_from_the_schema() -> None:
+    policy = load_schema()["$defs"]["policy"]["properties"]
+    assert SECTIONS == tuple(policy) == tuple(DEFAULT_POLICY)
+    assert ACTIONS == ("rollback", "fix_forward")
+    assert tuple(DEFAULT_POLICY["communication"]["templates"]) == TEMPLATE_NAMES
+    assert NO_DATA_POLICIES == ("reset",)
+    triggers = policy["triggers"]["properties"]
+    assert set(triggers) == set(DEFAULT_POLICY["triggers"])
+    for name, trigger in DEFAULT_POLICY["triggers"].items():
+        if isinstance(trigger, dict):
+            assert set(trigger) <= set(triggers[name]["properties"]), name
+
+
+def test_a_standard_validator_reads_the_schema_without_the_unit_parsers() -> None:
+    """An editor or CI job with any Draft 2020-12 validator finds the shape problems (keys,
+    types, ranges) at the same paths; only the units need the collection's parsers."""
+    from jsonschema import Draft202012Validator
+
+    document = policy_with(
+        escalation={"max_level": 9, "max_levle": 4},
+        triggers={"memory": "off"},
+        matrix=[{"impact": "all", "levels": 3}],
+    )
+    plain = Draft202012Validator(load_schema())
+    paths = {"/".join(map(str, e.absolute_path)) for e in plain.iter_errors(document)}
+    assert paths == {"escalation/max_level", "escalation", "triggers/memory", "matrix/0"}
+    assert {path for path, _ in problems(document)} >= {
+        "escalation.max_level",
+        "escalation.max_levle",
+        "triggers.memory",
+        "matrix[0].severity",
+    }
+
+
+# What the schema finds that the hand-written readers left unsaid: a reader stopped reading a
+# row or a service at its first missing key, or an action it did not know, and went on
+# reading the keys of a section that was not a mapping (one error said many times).
+
+
+def test_a_row_without_severity_still_has_its_other_keys_checked() -> None:
+    matrix = [{"impact": "half", "levels": "9"}, *DEFAULT_POLICY["matrix"][1:]]
+    found = dict(problems(policy_with(matrix=matrix)))
+    assert found["matrix[0].severity"] == "missing: one of critical, high, medium, low"
+    assert "'half' is not a condition" in found["matrix[0].impact"]
+    assert "'9' is out of range: levels are 1 to 5" in found["matrix[0].levels"]
+
+
+def test_a_row_with_an_unknown_action_still_has_its_levels_checked() -> None:
+    matrix = [{"severity": "critical", "action": "revert", "levels": "5-3"}]
+    found = dict(problems(policy_with(matrix=[*matrix, *DEFAULT_POLICY["matrix"][1:]])))
+    assert found["matrix[0].action"] == "'revert' is not an action: use rollback or fix_forward"
+    assert "reversed: write the lower level first (3-5)" in found["matrix[0].levels"]
+
+
+def test_a_service_missing_an_objective_still_has_its_other_keys_checked() -> None:
+    services = {"core_api": {"name": 5, "rpo": "soon", "priority": "urgent"}}
+    found = dict(problems(policy_with(services=services)))
+    assert found["services.core_api.rto"] == "missing: recovery time objective, e.g. 5m"
+    assert "'soon' is not a duration" in found["services.core_api.rpo"]
+    assert found["services.core_api.priority"].startswith("'urgent' is not a priority: use one")
+    assert found["services.core_api.name"] == "must be text, got 5"
+
+
+def test_a_section_of_the_wrong_kind_is_one_problem_not_one_per_key() -> None:
+    assert problems(policy_with(triggers={"memory": "off"})) == [
+        ("triggers.memory", "must be a mapping (key: value lines), got 'off'")
+    ]
+    assert problems(policy_with(communication={"channels": ["stdout"]})) == [
+        ("communication.channels", "must be a mapping (key: value lines), got a list")
+    ]
+
+
+def test_a_bad_service_key_is_named_by_its_own_path() -> None:
+    services = {"Core-API": {"rto": "5m", "rpo": "1m", "priority": "critical"}}
+    assert problems(policy_with(services=services)) == [
+        ("services.Core-API", "a service key is lowercase letters, digits and _, e.g. core_api")
+    ]
+
+
+def test_null_means_the_default_everywhere() -> None:
+    document = policy_with(
+        matrix=None,
+        communication={"lead": None, "channels": {"file": None}},
+        triggers={"memory": {"above": None, "action": None}},
+    )
+    assert validate_policy(document).as_dict() == {**RUNBOOK.as_dict(), "source": "policy"}
 
 
 # --------------------------------------------------------------------------------------------

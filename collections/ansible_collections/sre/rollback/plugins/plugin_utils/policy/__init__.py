@@ -7,11 +7,13 @@ automatic-rollback triggers. Every section may be omitted: the runbook's values 
 
 The package is split by job: ``shape`` (sections, defaults), ``units`` (errors, durations,
 percentages, levels), ``conditions`` (interval algebra), ``model`` (the typed policy),
-``reader`` (checking a policy file), ``decision`` (the matrix). Import from the package.
+``schema`` (the published JSON Schema of a policy file, checked by jsonschema, and its
+messages), ``reader`` (a policy file to the model: schema, then the rules across matrix
+rows, then the defaults), ``decision`` (the matrix). Import from the package.
 
 One copy of this logic serves everyone: the ``rollbackctl`` wrapper imports it, and the
-``sre.rollback`` filter plugins wrap it for playbooks and AWX. Standard library only: the
-caller parses YAML and passes plain data in.
+``sre.rollback`` filter plugins wrap it for playbooks and AWX. Standard library and
+``jsonschema`` (to check a policy file): the caller parses YAML and passes plain data in.
 
 Decision semantics (the README and the policy files say the same):
 
@@ -40,7 +42,6 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy.decision impor
     decide,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy.model import (
-    NO_DATA_POLICIES,
     Channels,
     Communication,
     CountTrigger,
@@ -62,8 +63,11 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy.shape import (
     ACTIONS,
     DEFAULT_POLICY,
     LEVEL_NAMES,
+    NO_DATA_POLICIES,
     POLICY_VARIABLE,
     REPLACED_SECTIONS,
+    SCHEMA_FILE,
+    SCHEMA_VERSION,
     SECTIONS,
     SEVERITIES,
     TEMPLATE_FIELDS,
@@ -94,6 +98,8 @@ __all__ = [
     "PERCENT_HELP",
     "POLICY_VARIABLE",
     "REPLACED_SECTIONS",
+    "SCHEMA_FILE",
+    "SCHEMA_VERSION",
     "SECTIONS",
     "SEVERITIES",
     "TEMPLATE_FIELDS",

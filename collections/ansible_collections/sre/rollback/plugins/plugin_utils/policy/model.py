@@ -93,13 +93,6 @@ class TriggerAction:
     time_to_fix: int = 3600
 
 
-NO_DATA_POLICIES = ("reset",)
-"""What a trigger does when its metric has no data at an evaluation: ``reset`` (the window
-starts again once data is back, and the trigger says it was reset by no data; a gap never
-fires, never counts towards a window). The only policy Prometheus' ``for:`` can express
-without letting a gap complete a window."""
-
-
 @dataclass(frozen=True)
 class ThresholdTrigger:
     """A metric above a threshold for ``for_seconds`` (0: at once)."""

@@ -1,26 +1,43 @@
 # GPL-3.0-or-later
-"""What a policy file may hold: its sections, severities, actions, message template fields and
-the runbook's defaults.
+"""What a policy file may hold: its published schema (``plugins/plugin_utils/policy.schema.json``)
+and the names read from it (sections, actions, message templates, no-data policies), the
+severities, message template fields and the runbook's defaults.
 
 Part of the policy package (plugin_utils/policy/__init__.py says what it is).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from ansible_collections.sre.rollback.plugins.plugin_utils import levels
+
+SCHEMA_FILE = Path(__file__).parent.with_name("policy.schema.json")
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+"""The policy file's JSON Schema (Draft 2020-12); ``schema.py`` checks files against it."""
+
+SCHEMA_VERSION = int(SCHEMA["$id"].rsplit("/", 1)[1].split(".")[0])
+
+_POLICY = SCHEMA["$defs"]["policy"]["properties"]
 
 SEVERITIES = ("critical", "high", "medium", "low")
 """Most severe first."""
 
 LEVEL_NAMES = levels.LEVEL_NAMES
 
-ACTIONS = ("rollback", "fix_forward")
+ACTIONS = tuple(SCHEMA["$defs"]["matrix_row"]["properties"]["action"]["enum"])
 
-SECTIONS = ("matrix", "services", "communication", "escalation", "revenue", "triggers")
+SECTIONS = tuple(_POLICY)
 
-TEMPLATE_NAMES = ("internal", "customer")
+TEMPLATE_NAMES = tuple(_POLICY["communication"]["properties"]["templates"]["properties"])
+
+NO_DATA_POLICIES = tuple(SCHEMA["$defs"]["no_data"]["enum"])
+"""What a trigger does when its metric has no data at an evaluation: ``reset`` (the window
+starts again once data is back, and the trigger says it was reset by no data; a gap never
+fires, never counts towards a window). The only policy Prometheus' ``for:`` can express
+without letting a gap complete a window."""
 
 TEMPLATE_FIELDS = (
     "time",
@@ -38,7 +55,9 @@ TEMPLATE_FIELDS = (
 """Placeholders a communication template may use, written ``{name}`` (str.format style, so
 that Jinja leaves them alone when Ansible reads the policy as inventory variables)."""
 
-POLICY_VARIABLE = "rollback_policy"
+_INVENTORY_VARS = SCHEMA["then"]["properties"]["all"]["properties"]["vars"]["properties"]
+
+POLICY_VARIABLE = next(iter(_INVENTORY_VARS))
 """A policy file lives in the inventory directory, so Ansible reads it as an inventory
 source too. It is therefore written ``all: {vars: {rollback_policy: ...}}``: the yaml
 inventory plugin takes it as a variable of group ``all`` (which playbooks can use) instead of
