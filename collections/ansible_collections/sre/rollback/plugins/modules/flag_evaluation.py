@@ -27,6 +27,7 @@ author:
 extends_documentation_fragment:
   - sre.rollback.host_python
   - sre.rollback.flag_probe
+  - sre.rollback.probe_check_mode
 attributes:
   check_mode:
     support: full
@@ -59,10 +60,6 @@ options:
     type: str
     choices: [disabled, enabled]
     default: disabled
-  skip_in_check_mode:
-    description: Do not poll in check mode.
-    type: bool
-    default: true
 """
 
 EXAMPLES = r"""
@@ -119,6 +116,10 @@ from ansible_collections.sre.rollback.plugins.module_utils.feature_flags import 
     clear_caches,
     poll_evaluations,
 )
+from ansible_collections.sre.rollback.plugins.module_utils.probe_check_mode import (
+    OPTION,
+    exit_if_skipped,
+)
 
 
 def main() -> None:
@@ -138,7 +139,7 @@ def main() -> None:
             "interval": {"type": "float", "default": 0.25},
             "timeout": {"type": "float", "default": 3.0},
             "deadline": {"type": "float", "default": 20.0},
-            "skip_in_check_mode": {"type": "bool", "default": True},
+            **OPTION,
         },
         supports_check_mode=True,
     )
@@ -153,13 +154,11 @@ def main() -> None:
         "rounds": 0,
         "elapsed": 0.0,
     }
-    if module.check_mode and p["skip_in_check_mode"]:
-        module.exit_json(
-            changed=False,
-            skipped=True,
-            msg="check mode: nothing was changed, so caches were not cleared nor the evaluation polled",
-            **empty,
-        )
+    exit_if_skipped(
+        module,
+        "check mode: nothing was changed, so caches were not cleared nor the evaluation polled",
+        **empty,
+    )
     try:
         clear = {"url": p["clear_url"], "method": p["clear_method"], "command": p["clear_command"]}
         cleared = None if module.check_mode else clear_caches(clear, p["deadline"])

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - sre.rollback.host_python
   - sre.rollback.health_gate
+  - sre.rollback.probe_check_mode
 attributes:
   check_mode:
     support: full
@@ -31,11 +32,6 @@ attributes:
   diff_mode:
     support: none
     description: Read-only, so there is nothing to diff.
-options:
-  skip_in_check_mode:
-    description: Do not poll in check mode (the service was not really restarted).
-    type: bool
-    default: true
 """
 
 EXAMPLES = r"""
@@ -89,13 +85,17 @@ from ansible_collections.sre.rollback.plugins.module_utils.health import (
     check_url,
     wait_healthy,
 )
+from ansible_collections.sre.rollback.plugins.module_utils.probe_check_mode import (
+    OPTION,
+    exit_if_skipped,
+)
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             **OPTIONS,
-            "skip_in_check_mode": {"type": "bool", "default": True},
+            **OPTION,
         },
         supports_check_mode=True,
     )
@@ -103,18 +103,16 @@ def main() -> None:
     problem = check_url(p["url"])
     if problem:
         module.fail_json(msg=problem)
-    if module.check_mode and p["skip_in_check_mode"]:
-        module.exit_json(
-            changed=False,
-            skipped=True,
-            healthy=None,
-            attempts=0,
-            elapsed=0.0,
-            first_healthy=None,
-            last_status=0,
-            last_error="",
-            msg="check mode: health check not run",
-        )
+    exit_if_skipped(
+        module,
+        "check mode: health check not run",
+        healthy=None,
+        attempts=0,
+        elapsed=0.0,
+        first_healthy=None,
+        last_status=0,
+        last_error="",
+    )
     result = wait_healthy({key: p[key] for key in OPTIONS})
     if not result["healthy"]:
         module.fail_json(**result)
