@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,18 @@ import click
 
 from rollbackctl import drills, records
 from rollbackctl.commands.options import BadInputError, project_of
+from rollbackctl.exits import exit_codes_help
 from rollbackctl.policy import PolicyFileError, load_policy
 from rollbackctl.project import Project, artifacts_dir
 
-EXIT_CODES_HELP = """
-\b
-Exit codes:
-  0  the drill passed (list/report: written)
-  1  the drill failed: a step, a check, a target (RTO/RPO) or leftovers; the record says which
-  2  bad input: no such drill, no Molecule, a bad instance; nothing was run
-"""
+EXIT_CODES_HELP = exit_codes_help(
+    {
+        0: "the drill passed (list/report: written)",
+        1: "the drill failed: a step, a check, a target (RTO/RPO) or leftovers; the record "
+        "says which",
+        2: "bad input: no such drill, no Molecule, a bad instance; nothing was run",
+    }
+)
 
 
 def _common(function: Any) -> Any:
@@ -50,6 +53,18 @@ def _common(function: Any) -> Any:
 def _where(project_dir: Path | None, artifacts: Path | None) -> tuple[Project, Path]:
     project = project_of(project_dir)
     return project, artifacts_dir(project, artifacts)
+
+
+def _over_records(
+    build: Callable[..., Any], project_dir: Path | None, artifacts: Path | None
+) -> Any:
+    """``build(catalogue, records, today)`` over the project's drills and drill records."""
+    project, art = _where(project_dir, artifacts)
+    try:
+        today = datetime.now(UTC).date()
+        return build(drills.catalogue(project.root), drills.load_records(art), today)
+    except drills.DrillError as error:
+        raise BadInputError(str(error)) from None
 
 
 def _spec(project: Project, name: str) -> drills.DrillSpec:
@@ -116,13 +131,7 @@ def _epoch(text: Any) -> float:
 def list_command(as_json: bool, project_dir: Path | None, artifacts: Path | None) -> None:
     """The runbook's drill schedule: each drill, monthly or quarterly, its last run and
     result, when it is due next; overdue drills are flagged (exit 0 all the same)."""
-    project, art = _where(project_dir, artifacts)
-    try:
-        rows = drills.schedule(
-            drills.catalogue(project.root), drills.load_records(art), datetime.now(UTC).date()
-        )
-    except drills.DrillError as error:
-        raise BadInputError(str(error)) from None
+    rows = _over_records(drills.schedule, project_dir, artifacts)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -147,13 +156,7 @@ def report_command(
 ) -> None:
     """The compliance report over every drill record: schedule, each drill's RTO/RPO
     against the policy and the runbook budget (latest, worst, met/runs, trend), the runs."""
-    project, art = _where(project_dir, artifacts)
-    try:
-        data = drills.report(
-            drills.catalogue(project.root), drills.load_records(art), datetime.now(UTC).date()
-        )
-    except drills.DrillError as error:
-        raise BadInputError(str(error)) from None
+    data = _over_records(drills.report, project_dir, artifacts)
     text = json.dumps(data, indent=2) + "\n" if fmt == "json" else drills.report_markdown(data)
     if output:
         output.write_text(text, encoding="utf-8")
