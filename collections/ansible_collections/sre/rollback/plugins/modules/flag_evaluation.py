@@ -102,7 +102,7 @@ rounds:
   returned: always
   type: int
 elapsed:
-  description: Seconds spent.
+  description: Seconds spent clearing the caches and polling, until every flag read as wanted or the deadline.
   returned: always
   type: float
 """

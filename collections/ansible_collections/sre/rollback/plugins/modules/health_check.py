@@ -54,7 +54,7 @@ attempts:
   returned: always
   type: int
 elapsed:
-  description: Seconds spent.
+  description: Seconds from the first request to the verdict.
   returned: always
   type: float
 first_healthy:

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import units
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy.conditions import (
     parse_condition,
 )
@@ -46,17 +47,6 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy.shape import (
     SEVERITIES,
     TEMPLATE_NAMES,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy.units import (
-    PolicyError,
-    format_duration,
-    format_percent,
-    parse_duration,
-    parse_impact,
-    parse_levels,
-    parse_percent,
-    parse_seconds,
-    parse_severity,
-)
 
 _ROW = SCHEMA["$defs"]["matrix_row"]["properties"]
 
@@ -69,7 +59,7 @@ def validate_policy(document: Any, source: str = "policy") -> Policy:
     policy, prefix = _unwrap(given)
     problems += _matrix_problems(policy.get("matrix"), prefix, problems)
     if problems:
-        raise PolicyError(source, problems)
+        raise units.PolicyError(source, problems)
     return _build(_with_defaults(policy), source)
 
 
@@ -161,9 +151,9 @@ def _overlaps(rows: list[MatrixRow], path: str) -> list[tuple[str, str]]:
             (
                 f"{path}[{second.index}]",
                 f"overlaps matrix[{first.index}]: both match severity {first.severity} with "
-                f"impact {format_percent(impact.sample())} and time to fix "
-                f"{format_duration(time_to_fix.sample())}; narrow one of the two rows' impact "
-                f"or time_to_fix so that every input matches one row",
+                f"impact {units.format_percent(impact.sample())} and time to fix "
+                f"{units.format_duration(time_to_fix.sample())}; narrow one of the two rows' "
+                "impact or time_to_fix so that every input matches one row",
             )
         )
     return problems
@@ -179,11 +169,11 @@ def _row(index: int, row: Mapping[str, Any]) -> MatrixRow:
     action = given("action")
     return MatrixRow(
         index=index,
-        severity=parse_severity(row["severity"]),
+        severity=units.parse_severity(row["severity"]),
         impact=parse_condition(given("impact"), "impact"),
         time_to_fix=parse_condition(given("time_to_fix"), "time_to_fix"),
         action=action,
-        levels=parse_levels(row["levels"]) if action == "rollback" else (),
+        levels=units.parse_levels(row["levels"]) if action == "rollback" else (),
     )
 
 
@@ -193,8 +183,8 @@ def _build(merged: Mapping[str, Any], source: str) -> Policy:
         services={
             key: Service(
                 name=data.get("name", key.replace("_", " ").title()),
-                rto=parse_duration(data["rto"]),
-                rpo=parse_duration(data["rpo"]),
+                rto=units.parse_duration(data["rto"]),
+                rpo=units.parse_duration(data["rpo"]),
                 priority=parse_priority(data["priority"]),
             )
             for key, data in merged["services"].items()
@@ -231,20 +221,20 @@ def _triggers(data: Mapping[str, Any]) -> Triggers:
     count = data["health_check_failures"]
     pool = data["db_pool"]
     return Triggers(
-        error_rate=_threshold(data["error_rate"], parse_percent),
-        response_time_p95=_threshold(data["response_time_p95"], parse_seconds),
+        error_rate=_threshold(data["error_rate"], units.parse_percent),
+        response_time_p95=_threshold(data["response_time_p95"], units.parse_seconds),
         health_check_failures=CountTrigger(
             enabled=count["enabled"],
             consecutive_above=count["consecutive_above"],
-            observe_for_seconds=parse_duration(count["observe_for"]),
+            observe_for_seconds=units.parse_duration(count["observe_for"]),
             no_data=count["no_data"],
             action=_action(count["action"]),
         ),
-        memory=_threshold(data["memory"], parse_percent),
+        memory=_threshold(data["memory"], units.parse_percent),
         db_pool=PoolTrigger(
             enabled=pool["enabled"],
-            in_use_at_least=parse_percent(pool["in_use_at_least"]),
-            for_seconds=parse_duration(pool["for"]),
+            in_use_at_least=units.parse_percent(pool["in_use_at_least"]),
+            for_seconds=units.parse_duration(pool["for"]),
             no_data=pool["no_data"],
             action=_action(pool["action"]),
         ),
@@ -258,7 +248,7 @@ def _threshold(data: Mapping[str, Any], parse_above: Any) -> ThresholdTrigger:
     return ThresholdTrigger(
         enabled=data["enabled"],
         above=parse_above(data["above"]),
-        for_seconds=parse_duration(data["for"]),
+        for_seconds=units.parse_duration(data["for"]),
         no_data=data["no_data"],
         action=_action(data["action"]),
     )
@@ -266,7 +256,7 @@ def _threshold(data: Mapping[str, Any], parse_above: Any) -> ThresholdTrigger:
 
 def _action(data: Mapping[str, Any]) -> TriggerAction:
     return TriggerAction(
-        severity=parse_severity(data["severity"]),
-        impact=parse_impact(data["impact"]),
-        time_to_fix=parse_duration(data["time_to_fix"]),
+        severity=units.parse_severity(data["severity"]),
+        impact=units.parse_impact(data["impact"]),
+        time_to_fix=units.parse_duration(data["time_to_fix"]),
     )

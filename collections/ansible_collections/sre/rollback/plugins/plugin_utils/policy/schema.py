@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from typing import Any
 
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import units
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy.conditions import (
     parse_condition,
 )
@@ -30,15 +31,7 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy.shape import (
     SEVERITIES,
     TEMPLATE_FIELDS,
 )
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy.units import (
-    InputError,
-    parse_duration,
-    parse_impact,
-    parse_levels,
-    parse_percent,
-    parse_seconds,
-    parse_severity,
-)
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy.units import InputError
 
 
 def parse_priority(value: Any) -> str:
@@ -49,9 +42,9 @@ def parse_priority(value: Any) -> str:
 
 
 def parse_evaluation_interval(value: Any) -> int:
-    if parse_duration(value) < 1:
+    if units.parse_duration(value) < 1:
         raise InputError("must be 1s or more, e.g. 15s")
-    return parse_duration(value)
+    return units.parse_duration(value)
 
 
 def check_template(text: Any) -> None:
@@ -70,13 +63,13 @@ def check_template(text: Any) -> None:
 
 
 FORMATS: dict[str, Callable[[Any], Any]] = {
-    "duration": parse_duration,
-    "latency": parse_seconds,
-    "percent": parse_percent,
-    "impact": parse_impact,
-    "severity": parse_severity,
+    "duration": units.parse_duration,
+    "latency": units.parse_seconds,
+    "percent": units.parse_percent,
+    "impact": units.parse_impact,
+    "severity": units.parse_severity,
     "priority": parse_priority,
-    "levels": parse_levels,
+    "levels": units.parse_levels,
     "impact-condition": lambda value: parse_condition(value, "impact"),
     "time-condition": lambda value: parse_condition(value, "time_to_fix"),
     "template": check_template,
