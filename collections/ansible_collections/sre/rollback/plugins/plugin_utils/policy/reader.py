@@ -14,23 +14,9 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy import units
+from ansible_collections.sre.rollback.plugins.plugin_utils.policy import model, units
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy.conditions import (
     parse_condition,
-)
-from ansible_collections.sre.rollback.plugins.plugin_utils.policy.model import (
-    Channels,
-    Communication,
-    CountTrigger,
-    Escalation,
-    MatrixRow,
-    Policy,
-    PoolTrigger,
-    Revenue,
-    Service,
-    ThresholdTrigger,
-    TriggerAction,
-    Triggers,
 )
 from ansible_collections.sre.rollback.plugins.plugin_utils.policy.schema import (
     key_path,
@@ -51,7 +37,7 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy.shape import (
 _ROW = SCHEMA["$defs"]["matrix_row"]["properties"]
 
 
-def validate_policy(document: Any, source: str = "policy") -> Policy:
+def validate_policy(document: Any, source: str = "policy") -> model.Policy:
     """The typed policy from a parsed policy file (inventory-shaped or bare, or None for the
     defaults). Raises PolicyError listing every problem with its key path."""
     given = {} if document is None else without_nulls(document)
@@ -63,7 +49,7 @@ def validate_policy(document: Any, source: str = "policy") -> Policy:
     return _build(_with_defaults(policy), source)
 
 
-def default_policy() -> Policy:
+def default_policy() -> model.Policy:
     """The runbook's policy."""
     return validate_policy(None, "built-in defaults (the runbook)")
 
@@ -138,7 +124,7 @@ def _under(path: str, paths: set[str]) -> bool:
     return any(p == path or p.startswith((f"{path}.", f"{path}[")) for p in paths)
 
 
-def _overlaps(rows: list[MatrixRow], path: str) -> list[tuple[str, str]]:
+def _overlaps(rows: list[model.MatrixRow], path: str) -> list[tuple[str, str]]:
     problems = []
     for first, second in itertools.combinations(rows, 2):
         if first.severity != second.severity:
@@ -162,12 +148,12 @@ def _overlaps(rows: list[MatrixRow], path: str) -> list[tuple[str, str]]:
 # --- the typed policy, from values the schema has accepted
 
 
-def _row(index: int, row: Mapping[str, Any]) -> MatrixRow:
+def _row(index: int, row: Mapping[str, Any]) -> model.MatrixRow:
     def given(key: str) -> Any:
         return row.get(key, _ROW[key].get("default"))
 
     action = given("action")
-    return MatrixRow(
+    return model.MatrixRow(
         index=index,
         severity=units.parse_severity(row["severity"]),
         impact=parse_condition(given("impact"), "impact"),
@@ -177,11 +163,11 @@ def _row(index: int, row: Mapping[str, Any]) -> MatrixRow:
     )
 
 
-def _build(merged: Mapping[str, Any], source: str) -> Policy:
-    return Policy(
+def _build(merged: Mapping[str, Any], source: str) -> model.Policy:
+    return model.Policy(
         matrix=tuple(_row(index, row) for index, row in enumerate(merged["matrix"])),
         services={
-            key: Service(
+            key: model.Service(
                 name=data.get("name", key.replace("_", " ").title()),
                 rto=units.parse_duration(data["rto"]),
                 rpo=units.parse_duration(data["rpo"]),
@@ -190,11 +176,11 @@ def _build(merged: Mapping[str, Any], source: str) -> Policy:
             for key, data in merged["services"].items()
         },
         communication=_communication(merged["communication"]),
-        escalation=Escalation(
+        escalation=model.Escalation(
             on_failed_verification=merged["escalation"]["on_failed_verification"],
             max_level=int(merged["escalation"]["max_level"]),
         ),
-        revenue=Revenue(
+        revenue=model.Revenue(
             per_minute=float(merged["revenue"]["per_minute"]),
             currency=merged["revenue"]["currency"],
         ),
@@ -203,12 +189,12 @@ def _build(merged: Mapping[str, Any], source: str) -> Policy:
     )
 
 
-def _communication(data: Mapping[str, Any]) -> Communication:
+def _communication(data: Mapping[str, Any]) -> model.Communication:
     channels = data["channels"]
-    return Communication(
+    return model.Communication(
         lead=data["lead"],
         status_page_url=data["status_page_url"],
-        channels=Channels(
+        channels=model.Channels(
             stdout=channels["stdout"],
             file=channels.get("file") or None,
             webhook_url_env=channels.get("webhook_url_env") or None,
@@ -217,13 +203,13 @@ def _communication(data: Mapping[str, Any]) -> Communication:
     )
 
 
-def _triggers(data: Mapping[str, Any]) -> Triggers:
+def _triggers(data: Mapping[str, Any]) -> model.Triggers:
     count = data["health_check_failures"]
     pool = data["db_pool"]
-    return Triggers(
+    return model.Triggers(
         error_rate=_threshold(data["error_rate"], units.parse_percent),
         response_time_p95=_threshold(data["response_time_p95"], units.parse_seconds),
-        health_check_failures=CountTrigger(
+        health_check_failures=model.CountTrigger(
             enabled=count["enabled"],
             consecutive_above=count["consecutive_above"],
             observe_for_seconds=units.parse_duration(count["observe_for"]),
@@ -231,7 +217,7 @@ def _triggers(data: Mapping[str, Any]) -> Triggers:
             action=_action(count["action"]),
         ),
         memory=_threshold(data["memory"], units.parse_percent),
-        db_pool=PoolTrigger(
+        db_pool=model.PoolTrigger(
             enabled=pool["enabled"],
             in_use_at_least=units.parse_percent(pool["in_use_at_least"]),
             for_seconds=units.parse_duration(pool["for"]),
@@ -244,8 +230,8 @@ def _triggers(data: Mapping[str, Any]) -> Triggers:
     )
 
 
-def _threshold(data: Mapping[str, Any], parse_above: Any) -> ThresholdTrigger:
-    return ThresholdTrigger(
+def _threshold(data: Mapping[str, Any], parse_above: Any) -> model.ThresholdTrigger:
+    return model.ThresholdTrigger(
         enabled=data["enabled"],
         above=parse_above(data["above"]),
         for_seconds=units.parse_duration(data["for"]),
@@ -254,8 +240,8 @@ def _threshold(data: Mapping[str, Any], parse_above: Any) -> ThresholdTrigger:
     )
 
 
-def _action(data: Mapping[str, Any]) -> TriggerAction:
-    return TriggerAction(
+def _action(data: Mapping[str, Any]) -> model.TriggerAction:
+    return model.TriggerAction(
         severity=units.parse_severity(data["severity"]),
         impact=units.parse_impact(data["impact"]),
         time_to_fix=units.parse_duration(data["time_to_fix"]),
