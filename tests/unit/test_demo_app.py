@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import pytest
 
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops
 from tests.conftest import REPO
+from tests.support.ports import free_port
 
 FILES = REPO / "roles" / "demo_app" / "files"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -74,12 +74,6 @@ def run(*command: str | Path, cwd: Path | None = None, check: bool = True, **kw:
 
 def app_cli(release: Path, *arguments: str | Path, check: bool = True, **kw: Any):
     return run(SYSTEM_PYTHON, release / "bin" / "demo-app", *arguments, check=check, **kw)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def flags_document(state: str = "ENABLED", default: str = "on") -> dict[str, Any]:

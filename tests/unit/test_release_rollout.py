@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,15 +22,10 @@ from ansible_collections.sre.rollback.plugins.module_utils import applock, healt
 from ansible_collections.sre.rollback.plugins.module_utils import release_ops as mod
 from ansible_collections.sre.rollback.plugins.module_utils import services as svc
 from tests.conftest import REPO, VENV_BIN
+from tests.support.ports import free_port
 from tests.support.tools import git
 
 GOOD, OLD, BAD = "v1.2.3-stable", "v1.2.2-stable", "v1.3.0"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
