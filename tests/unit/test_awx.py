@@ -145,21 +145,177 @@ def test_graph_problems_name_the_node() -> None:
     assert "template 'sre.rollback level 9' does not exist" in str(awx.graph_problems(unknown)[0])
 
 
+QUESTION = {"variable": "x", "question_name": "X", "type": "text", "required": True}
+SPEC = {"name": "", "description": "", "spec": [QUESTION]}
+
+
+# One case per rule of awx/api/views/__init__.py JobTemplateSurveySpec._validate_spec_data
+# (what AWX refuses), then the ones AWX accepts but that cannot work (ours, each says why).
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("spec", "message"),
     [
-        ({"min": 5, "max": 2}, "min 5 is above max 2"),
-        ({"min": "1"}, "'min' must be an integer"),
-        ({"required": "yes"}, "'required' must be true or false"),
-        ({"type": "multiplechoice", "choices": []}, "choices must be a non-empty list"),
-        ({"type": "multiplechoice", "choices": ["a"], "default": "b"}, "not among the choices"),
-        ({"type": "integer", "default": "3"}, "default '3' is not a integer"),
+        pytest.param({"description": "", "spec": [QUESTION]}, "field 'name' is missing", id="name"),
+        pytest.param(
+            {**SPEC, "description": 1}, "'description' must be a string", id="description"
+        ),
+        pytest.param({**SPEC, "spec": {}}, "'spec' must be a list", id="spec-list"),
+        pytest.param({**SPEC, "spec": []}, "'spec' has no questions", id="spec-empty"),
+        pytest.param({**SPEC, "spec": ["x"]}, "is not a JSON object", id="question-object"),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": None}]},
+            "'type' must be a string",
+            id="type-string",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{k: v for k, v in QUESTION.items() if k != "question_name"}]},
+            "'question_name' missing",
+            id="question-name",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "variable": 3}]},
+            "'variable' must be a string",
+            id="variable-string",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "required": "yes"}]},
+            "'required' must be true or false",
+            id="required-bool",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [QUESTION, {**QUESTION, "question_name": "Y"}]},
+            "variable 'x' duplicated",
+            id="duplicate",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "duration"}]},
+            "type 'duration' is not one of AWX's",
+            id="type",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "integer", "default": "3"}]},
+            "default '3' must be a integer",
+            id="default-integer",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "default": 5}]},
+            "default 5 must be a string",
+            id="default-string",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "min": "1"}]},
+            "'min' must be an integer",
+            id="min-integer",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "float", "max": 2.5}]},
+            "'max' must be an integer",
+            id="max-integer",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "multiselect"}]},
+            "must specify choices",
+            id="choices-missing",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "multiplechoice", "choices": {"a": 1}}]},
+            "choices must be a list or a newline-separated string",
+            id="choices-shape",
+        ),
+        pytest.param(
+            {
+                **SPEC,
+                "spec": [
+                    {**QUESTION, "type": "multiplechoice", "choices": "a\nb", "default": "a\nb"}
+                ],
+            },
+            "can have only one default",
+            id="one-default",
+        ),
+        pytest.param(
+            {
+                **SPEC,
+                "spec": [{**QUESTION, "type": "multiplechoice", "choices": ["a"], "default": "b"}],
+            },
+            "default 'b' is not among the choices",
+            id="default-choice",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "default": "$encrypted$"}]},
+            "reserved for password questions",
+            id="encrypted-text",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "password", "default": "$encrypted$"}]},
+            "keeps an encrypted default that a new survey lacks",
+            id="encrypted-new",
+        ),
+        # AWX accepts these; they cannot work (ours):
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "password", "default": "hunter2"}]},
+            "would put a secret in the definition",
+            id="password-default",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "min": 3, "default": "ab"}]},
+            "AWX leaves it out at launch: 'x' is shorter than 3",
+            id="default-dropped-text",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "integer", "max": 9, "default": 10}]},
+            "AWX leaves it out at launch: 'x' value 10 is above 9",
+            id="default-dropped-integer",
+        ),
+        pytest.param(
+            {
+                **SPEC,
+                "spec": [
+                    {**QUESTION, "type": "multiselect", "choices": ["a", "b"], "default": "a\nb"}
+                ],
+            },
+            "AWX leaves it out at launch: 'x' value must be a list",
+            id="default-dropped-multiselect",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "min": 5, "max": 2}]},
+            "min 5 is above max 2: no answer can pass",
+            id="min-above-max",
+        ),
+        pytest.param(
+            {**SPEC, "spec": [{**QUESTION, "type": "multiplechoice", "choices": []}]},
+            "choices are empty: no answer can pass",
+            id="choices-empty",
+        ),
     ],
 )
-def test_survey_rules_are_awxs(change: dict[str, Any], message: str) -> None:
-    question = {"variable": "x", "question_name": "X", "type": "text", "required": True}
-    problems = awx.survey_problems("job template 't'", {"spec": [{**question, **change}]})
+def test_survey_rules_are_awxs(spec: dict[str, Any], message: str) -> None:
+    problems = awx.survey_problems("job template 't'", spec)
     assert any(message in str(p) for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        {**QUESTION, "type": "float", "default": 2, "min": 1, "max": 3},
+        {**QUESTION, "type": "multiplechoice", "choices": "a\n\nb\n", "default": "b"},
+        {**QUESTION, "type": "integer", "default": "", "min": 0},
+        {**QUESTION, "min": 1, "max": 64, "default": ""},
+    ],
+)
+def test_what_awx_accepts_passes(question: dict[str, Any]) -> None:
+    assert awx.survey_problems("job template 't'", {**SPEC, "spec": [question]}) == []
+
+
+def test_answers_are_checked_with_their_survey_types_as_awx_does_at_launch() -> None:
+    integer = {**QUESTION, "type": "integer", "min": 0, "max": 10}
+    assert awx.answer_problems(integer, {"x": 3}) == []
+    assert awx.answer_problems(integer, {"x": "3"}) == ["value '3' for 'x' must be an integer"]
+    assert awx.answer_problems(integer, {"x": True}) == ["value True for 'x' must be an integer"]
+    assert awx.answer_problems(integer, {"x": 11}) == ["'x' value 11 is above 10"]
+    assert awx.answer_problems({**QUESTION, "type": "float"}, {"x": 2}) == []
+    assert awx.answer_problems(QUESTION, {}) == ["'x' value missing"]
+    assert awx.answer_problems(
+        {**QUESTION, "type": "multiselect", "choices": "a\nb"}, {"x": ["a", "c"]}
+    ) == ["'c' for 'x' is not one of ['a', 'b']"]
 
 
 def test_the_export_and_the_awx_awx_playbook_describe_the_same_objects() -> None:

@@ -23,8 +23,8 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import DA
 COLLECTION = Path(levels.__file__).resolve().parents[2]
 """The collection's root (its roles' argument specs)."""
 
-# AWX's survey question types and the Python type of their defaults (awx/api/views
-# JobTemplateSurveySpec._validate_spec_data, SURVEY_TYPE_MAPPING).
+# AWX's survey question types and the Python types of their defaults: SURVEY_TYPE_MAPPING
+# (awx/main/constants.py).
 SURVEY_TYPES: dict[str, tuple[type, ...]] = {
     "text": (str,),
     "textarea": (str,),
@@ -35,6 +35,8 @@ SURVEY_TYPES: dict[str, tuple[type, ...]] = {
     "float": (float, int),
 }
 CHOICE_TYPES = ("multiplechoice", "multiselect")
+TEXT_TYPES = ("text", "textarea", "password")
+ENCRYPTED = "$encrypted$"
 
 # What the run record callback reads from extra vars (operator facts, all optional), and
 # what decide.yml asks for: inputs that are not a role's.
@@ -247,50 +249,180 @@ def workflow_nodes(source: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def survey_problems(where: str, spec: dict[str, Any]) -> list[Problem]:
-    """AWX's own checks of a survey spec (what its API refuses on POST)."""
+    """A survey spec by AWX's rules, as its API applies them when a survey is created
+    (``POST .../survey_spec/``, which awxkit's import of ``awx export`` posts too):
+    awx/api/views/__init__.py ``JobTemplateSurveySpec._validate_spec_data``. AWX stops at
+    the first problem; every problem is listed here. Then what AWX accepts but cannot work,
+    each saying so: a default AWX drops at launch, bounds or choices no answer can meet, a
+    password default (a secret in the definition). AWX has no rule on a variable's name;
+    that it is an input of the playbook is checked by ``validate``."""
     if not spec:
         return []
     problems: list[Problem] = []
-    questions = spec.get("spec")
-    if not isinstance(questions, list) or not questions:
-        return [Problem(where, "'spec' must be a non-empty list of questions")]
+    for key, kind, label in (("name", str, "string"), ("description", str, "string")):
+        if key not in spec:
+            problems.append(Problem(where, f"survey spec: field {key!r} is missing"))
+        elif not isinstance(spec[key], kind):
+            problems.append(Problem(where, f"survey spec: {key!r} must be a {label}"))
+    questions: Any = spec.get("spec")
+    if not isinstance(questions, list):
+        problems.append(Problem(where, "survey spec: 'spec' must be a list of questions"))
+    elif not questions:
+        problems.append(Problem(where, "survey spec: 'spec' has no questions"))
+    if problems:
+        return problems  # AWX refuses the spec before it looks at a question
     seen: set[str] = set()
     for index, question in enumerate(questions):
-        at = f"{where} survey question {index} ({question.get('variable', '?')})"
-        for key in ("type", "question_name", "variable", "required"):
-            if key not in question:
-                problems.append(Problem(at, f"'{key}' missing"))
-        kind = question.get("type")
-        if kind not in SURVEY_TYPES:
-            problems.append(
-                Problem(at, f"type {kind!r} is not one of AWX's: {', '.join(SURVEY_TYPES)}")
-            )
+        if not isinstance(question, dict):
+            problems.append(Problem(f"{where} survey question {index}", "is not a JSON object"))
             continue
-        variable = question.get("variable")
-        if variable in seen:
-            problems.append(Problem(at, f"variable {variable!r} duplicated"))
-        seen.add(str(variable))
-        if not isinstance(question.get("required"), bool):
-            problems.append(Problem(at, "'required' must be true or false"))
-        for bound in ("min", "max"):
-            value = question.get(bound)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                problems.append(Problem(at, f"'{bound}' must be an integer"))
-        low, high = question.get("min"), question.get("max")
-        if isinstance(low, int) and isinstance(high, int) and low > high:
-            problems.append(Problem(at, f"min {low} is above max {high}"))
-        default = question.get("default")
-        if default not in ("", None) and not isinstance(default, SURVEY_TYPES[kind]):
-            problems.append(Problem(at, f"default {default!r} is not a {kind}"))
-        if kind in CHOICE_TYPES:
-            choices = question.get("choices")
-            if isinstance(choices, str):
-                choices = choices.split("\n")
-            if not isinstance(choices, list) or not choices:
-                problems.append(Problem(at, "choices must be a non-empty list"))
-            elif default not in ("", None) and not set(str(default).split("\n")) <= set(choices):
-                problems.append(Problem(at, f"default {default!r} is not among the choices"))
+        at = f"{where} survey question {index} ({question.get('variable', '?')})"
+        problems.extend(Problem(at, what) for what in question_problems(question, seen))
     return problems
+
+
+def question_problems(question: dict[str, Any], seen: set[str]) -> list[str]:
+    """One question by ``_validate_spec_data``'s rules, in its order; ``seen``: the
+    variables of the questions before it."""
+    shape = []
+    for key, kind, label in (
+        ("type", str, "a string"),
+        ("question_name", str, "a string"),
+        ("variable", str, "a string"),
+        ("required", bool, "true or false"),
+    ):
+        if key not in question:
+            shape.append(f"{key!r} missing")
+        elif not isinstance(question[key], kind):
+            shape.append(f"{key!r} must be {label}")
+    if shape:
+        return shape
+    if question["variable"] in seen:
+        return [f"variable {question['variable']!r} duplicated"]
+    seen.add(question["variable"])
+    kind = question["type"]
+    if kind not in SURVEY_TYPES:
+        return [f"type {kind!r} is not one of AWX's: {', '.join(SURVEY_TYPES)}"]
+    problems = []
+    default = question.get("default", "")
+    if default != "" and not isinstance(default, SURVEY_TYPES[kind]):
+        label = kind if kind in ("integer", "float") else "string"
+        problems.append(f"default {default!r} must be a {label}")
+    for bound in ("min", "max"):
+        value = question.get(bound)
+        if value is not None and not isinstance(value, int):
+            problems.append(f"{bound!r} must be an integer")
+    if kind in CHOICE_TYPES:
+        problems.extend(_choice_problems(question))
+    if isinstance(default, str) and default.startswith(ENCRYPTED):
+        problems.append(
+            f"a default of {ENCRYPTED} is reserved for password questions"
+            if kind != "password"
+            else f"a default of {ENCRYPTED} keeps an encrypted default that a new survey lacks"
+        )
+    if problems:
+        return problems
+    return _unworkable(question)
+
+
+def _choice_problems(question: dict[str, Any]) -> list[str]:
+    """Choices and defaults of (multi)select questions: choices as a list or as one string
+    of lines (blank lines dropped), defaults as lines of one string."""
+    if "choices" not in question:
+        return [f"a {question['type']} question must specify choices"]
+    choices = choice_list(question["choices"])
+    if choices is None:  # AWX fails with a server error on anything else
+        return ["choices must be a list or a newline-separated string"]
+    default = question.get("default")
+    if not isinstance(default, str):
+        return []  # a default of another type is refused above
+    defaults = [line for line in default.splitlines() if line.strip()]
+    problems = []
+    if question["type"] == "multiplechoice" and len(defaults) > 1:
+        problems.append("a multiplechoice question can have only one default")
+    # AWX tests a default against the choices as given, so against a choices string any
+    # substring passes; it then drops such a default at launch (_unworkable).
+    if any(item not in choices for item in defaults):
+        problems.append(f"default {default!r} is not among the choices")
+    return problems
+
+
+def choice_list(choices: Any) -> list[str] | None:
+    """The choices as AWX reads them at launch: a list as it is, a string's non-blank lines."""
+    if isinstance(choices, str):
+        return [line for line in choices.splitlines() if line.strip()]
+    if isinstance(choices, list):
+        return choices
+    return None
+
+
+def _unworkable(question: dict[str, Any]) -> list[str]:
+    """What AWX accepts in a spec but cannot work: checked by us, not by AWX."""
+    problems = []
+    kind, default = question["type"], question.get("default")
+    if kind == "password" and default not in (None, ""):
+        problems.append("a password question's default would put a secret in the definition")
+    elif default not in (None, ""):
+        # SurveyJobTemplateMixin._update_unified_job_kwargs (awx/main/models/mixins.py)
+        # checks a default like an answer and silently leaves out one that fails.
+        problems.extend(
+            f"default {default!r} fails the question's own rules, so AWX leaves it out at "
+            f"launch: {problem}"
+            for problem in answer_problems(question, {question["variable"]: default})
+        )
+    low, high = question.get("min"), question.get("max")
+    bounded = kind in (*TEXT_TYPES, "integer", "float")
+    if bounded and isinstance(low, int) and isinstance(high, int) and low > high:
+        problems.append(f"min {low} is above max {high}: no answer can pass")
+    if kind in CHOICE_TYPES and not choice_list(question["choices"]):
+        problems.append("choices are empty: no answer can pass")
+    return problems
+
+
+def answer_problems(question: dict[str, Any], answers: dict[str, Any]) -> list[str]:
+    """AWX's check of one question's answer at launch (and of its default):
+    ``SurveyJobTemplateMixin._survey_element_validation`` (awx/main/models/mixins.py).
+    Answers are typed: text is a string, an integer an int (not a bool), a float an int or
+    a float, a multiselect a list; text bounds are lengths."""
+    variable, kind = question["variable"], question["type"]
+    value: Any = answers.get(variable)
+    if kind == "password" and value == ENCRYPTED:
+        missing = question.get("default") is None and question["required"]
+        return [f"{variable!r} value missing"] if missing else []
+    if variable not in answers:
+        return [f"{variable!r} value missing"] if question["required"] else []
+    low, high = (question.get(b) for b in ("min", "max"))
+    low = None if low in ("", None) else low
+    high = None if high in ("", None) else high
+    if kind in TEXT_TYPES:
+        if not isinstance(value, str):
+            return [f"value {value!r} for {variable!r} must be a string"]
+        if low is not None and len(value) < int(low):
+            return [f"{variable!r} is shorter than {low}"]
+        if high is not None and len(value) > int(high):
+            return [f"{variable!r} is longer than {high}"]
+    elif kind in ("integer", "float"):
+        if type(value) not in ((int,) if kind == "integer" else (int, float)):
+            wanted = "an integer" if kind == "integer" else "a number"
+            return [f"value {value!r} for {variable!r} must be {wanted}"]
+        if low is not None and value < (int(low) if kind == "integer" else float(low)):
+            return [f"{variable!r} value {value} is below {low}"]
+        if high is not None and value > (int(high) if kind == "integer" else float(high)):
+            return [f"{variable!r} value {value} is above {high}"]
+    elif kind == "multiselect":
+        if type(value) is not list:
+            return [f"{variable!r} value must be a list"]
+        choices = choice_list(question.get("choices")) or []
+        return [
+            f"{item!r} for {variable!r} is not one of {choices}"
+            for item in value
+            if item not in choices
+        ]
+    elif kind == "multiplechoice":
+        choices = choice_list(question.get("choices")) or []
+        if value not in choices:
+            return [f"{value!r} for {variable!r} is not one of {choices}"]
+    return []
 
 
 def graph_problems(model: dict[str, Any]) -> list[Problem]:
