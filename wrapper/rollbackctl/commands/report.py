@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from rollbackctl import next_step, records
+from rollbackctl import next_step, records, slices
 from rollbackctl.commands.options import BadInputError, project_of
 from rollbackctl.exits import exit_codes_help
 from rollbackctl.project import artifacts_dir, records_dir
@@ -65,10 +65,12 @@ def report_command(
 ) -> None:
     """Render the run record RUN_ID (a unique prefix will do; default: the latest rollback
     run) with a Jinja2 template: Markdown (timeline, impact, rollback metrics, RTO/RPO per
-    service, hosts, checklist), JSON, or JUnit XML."""
+    service, hosts, checklist), JSON, or JUnit XML. The record of a slice of a sliced AWX
+    job is reported with every other slice's record in the directory: one report, every host."""
     directory = records_path or records_dir(artifacts_dir(project_of(project_dir)))
     try:
         _, record = records.find(directory, run_id)
+        record = slices.merge(slices.slices_of(directory, record))  # a sliced AWX job: all
         text = render_report(record, fmt, template, earlier_levels(directory, record))
     except (records.RecordNotFound, TemplateProblem) as error:
         raise BadInputError(str(error)) from None

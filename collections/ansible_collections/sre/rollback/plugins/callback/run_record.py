@@ -30,6 +30,10 @@ description:
     that spans several runs), C(rollback_users_affected), C(rollback_data_loss),
     C(rollback_services), C(rollback_decision) (the C(sre.rollback.rollback_decision)
     result, as AWX workflows pass it on), C(rollback_notified_at), C(rollback_user).
+  - Under AWX / Automation Controller, the job's ids and names from the extra vars AWX
+    sets (C(awx_job_id), C(awx_job_template_name), C(awx_workflow_job_id)...) as C(awx),
+    with C(sliced_job_id) when the job is a slice of a sliced job (plugin_utils
+    C(awx_job)), so that the report merges the slices of one sliced job.
   - The policy (revenue per minute, services' RTO/RPO) is read from
     C(rollback_policy_file), else the inventory's C(rollback_policy) variable, else the
     runbook's defaults.
@@ -68,6 +72,7 @@ from typing import Any
 
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.sre.rollback.plugins.plugin_utils.awx_job import awx_job
 from ansible_collections.sre.rollback.plugins.plugin_utils.levels import (
     level_of_playbook,
     recorded_target_vars,
@@ -188,12 +193,14 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
         except (TypeError, ValueError):
             level = self.record.get("level")
         sources = getattr(inventory, "_sources", None) if inventory else None
+        job = awx_job(extra)  # under AWX: the job, and the sliced job it is a slice of
         return {
+            **({"awx": job} if job else {}),
             "run_id": str(extra.get("rollback_run_id") or "").strip() or new_run_id(),
             "level": level,
             "level_name": LEVEL_NAMES.get(level) if level else None,
-            "reason": extra.get("rollback_reason"),
-            "incident": extra.get("rollback_incident"),
+            "reason": _text(extra.get("rollback_reason")),
+            "incident": _text(extra.get("rollback_incident")),
             "who": real_user(extra),
             "check_mode": bool(play.check_mode),
             "inventory": [str(source) for source in sources or []],
@@ -495,6 +502,13 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
             os.unlink(tmp)
         os.symlink(os.path.basename(path), tmp)
         os.replace(tmp, latest)
+
+
+def _text(value: Any) -> str | None:
+    """Text the operator typed, as text: AWX sends survey answers ``!unsafe``, and
+    ansible-core (2.19 and later) reads a quoted ``!unsafe`` scalar as if it were plain, so
+    an incident id of digits arrives as a number."""
+    return None if value is None else str(value)
 
 
 def _limit() -> str | None:
