@@ -277,6 +277,9 @@ def job_env(job: AwxJob, root: Path) -> dict[str, str]:
 def run(job: AwxJob, base: Path, timeout: int = 600) -> JobResult:
     """Run the job through ansible-runner as BaseTask.run does; its status, rc, events."""
     root = private_data_dir(job, base)
+    # Records of a job go where AWX_TASK_ENV says; by default next to the job, never to
+    # the state directory of whoever runs the tests (a playbook outside a project).
+    job.task_env.setdefault("SRE_ROLLBACK_RECORD_DIR", str(base / "records"))
     events: list[dict[str, Any]] = []
     lock = threading.Lock()
 
