@@ -210,6 +210,7 @@ def test_preflight_passes_when_everything_is_there() -> None:
         ({"checks": {**OK_CHECKS, "restic": {"rc": 1, "err": "pack 1f2e: damaged"}}}, "damaged"),
         ({"checks": {**OK_CHECKS, "pg_info": [{"name": "demo", "backup": []}]}}, "F1"),
         ({"checks": {**OK_CHECKS, "verify": {"rc": 1, "err": "bad checksum"}}}, "verify"),
+        ({"checks": {**OK_CHECKS, "pg_backup_present": False}}, "F1 of set s2 is listed but"),
         ({"app_hosts": ["h2", "h9"]}, "h9 is not in backup set s2"),
         ({"free": {"h1": 100, "h2": 10**9}}, "h1: 100 bytes free"),
         ({"locks": {"h2": "run_id r9"}}, "h2 is locked by another run (run_id r9)"),
@@ -228,3 +229,16 @@ def test_needed_bytes_counts_parts_and_cluster() -> None:
     the_set = a_plan()["set"]
     assert fb.needed_bytes(the_set, "h2") == 1010  # type: ignore[arg-type]
     assert fb.needed_bytes(the_set, "h1") == 5000  # type: ignore[arg-type]
+
+
+def test_a_completed_level_5_closes_the_journal() -> None:
+    first = {"part": "database", "key": "s1|default|", "run": "r1"}
+    again = {"part": "database", "key": "s1|default|", "run": "r3"}
+    done = {"part": fb.COMPLETED, "run": "r1"}
+    # an interrupted run's recovery is skipped by its re-run...
+    assert fb.unfinished([first]) == [first]
+    # ...but once a level 5 completed, a later one (a new disaster, same set and target)
+    # recovers again
+    assert fb.unfinished([first, done]) == []
+    assert fb.unfinished([first, done, again]) == [again]
+    assert fb.unfinished([]) == []

@@ -107,6 +107,11 @@ def dr_host_result(files: Any, summary: Mapping[str, Any]) -> dict[str, Any]:
     return {**summary, "parts": parts}
 
 
+def dr_unfinished(entries: Any) -> list[Mapping[str, Any]]:
+    """The journal entries of an unfinished level 5 run (fb.unfinished)."""
+    return fb.unfinished(entries or [])
+
+
 def iso_time(epoch: float) -> str:
     return fb.iso(float(epoch))
 
@@ -123,5 +128,6 @@ class FilterModule:
             "full_backup_parts": full_backup_parts,
             "dr_preflight_problems": dr_preflight_problems,
             "dr_foreign_lock": dr_foreign_lock,
+            "dr_unfinished": dr_unfinished,
             "dr_host_result": dr_host_result,
         }

@@ -276,6 +276,18 @@ def pg_stanza_problem(info: Any, stanza: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------ preflight
+COMPLETED = "level"  # the journal entry a completed level 5 run ends with
+
+
+def unfinished(entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The journal entries a re-run may skip: those after the last completed run. A level 5
+    that completed closes the journal, so a later level 5 (a new disaster, the same set and
+    target) recovers again instead of trusting a recovery whose data may be damaged since."""
+    entries = list(entries)
+    closed = [n for n, entry in enumerate(entries) if entry.get("part") == COMPLETED]
+    return entries[closed[-1] + 1 :] if closed else entries
+
+
 def needed_bytes(the_set: Mapping[str, Any], host: str) -> int:
     """Bytes a restore puts on ``host``: its parts' trees, and the cluster on the db host."""
     total = 0
@@ -300,7 +312,8 @@ def preflight_problems(
     """Everything that stops level 5 before it changes anything, each said with what to do.
 
     ``checks``: ``restic`` and ``verify`` ({rc, err}), ``pg_info`` (pgBackRest's JSON),
-    ``stanza``, ``wal_newest`` (epoch of the newest archived WAL file, or None)."""
+    ``stanza``, ``pg_backup_present`` (the set's backup's manifest is in the repository),
+    ``wal_newest`` (epoch of the newest archived WAL file, or None)."""
     the_set = plan["set"]
     problems: list[str] = []
     restic = checks.get("restic") or {}
@@ -334,6 +347,12 @@ def preflight_problems(
             problem = (
                 f"pgBackRest backup {label} of set {the_set['id']} is not in the repository "
                 "(expired or deleted): choose another set"
+            )
+        if problem is None and checks.get("pg_backup_present") is False:
+            problem = (
+                f"pgBackRest backup {label} of set {the_set['id']} is listed but its files are "
+                "missing from the repository (no backup.manifest): choose another set, or put "
+                "the backup's directory back"
             )
         if problem:
             problems.append(problem)
