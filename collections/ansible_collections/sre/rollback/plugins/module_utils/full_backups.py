@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.sre.rollback.plugins.module_utils.hostio import sha256_file
+
 SET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RESTORE_POINT_PREFIX = "sre-set-"
 ISO = re.compile(
@@ -62,17 +64,9 @@ def tree_digest(root: str) -> dict[str, Any]:
         else:
             files += 1
             size += info.st_size
-            line = f"f {rel} {mode:o} {_sha256_file(path)}"
+            line = f"f {rel} {mode:o} {sha256_file(path)}"
         outer.update(line.encode("utf-8", "surrogateescape") + b"\n")
     return {"exists": True, "files": files, "bytes": size, "sha256": outer.hexdigest()}
-
-
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def host_parts(
