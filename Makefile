@@ -16,7 +16,7 @@ export PYTHONWARNINGS := $(ANSIBLE_WARNING_FILTER)$(if $(PYTHONWARNINGS),$(comma
 demo: venv system-deps
 	@PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo
 
-test: venv system-deps lint sanity-fast awx-collection
+test: venv system-deps lint sanity awx-collection
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests: the test setup is broken" >&2; exit 1; fi; \
 	exit $$rc
@@ -69,14 +69,11 @@ test-dr: venv system-deps
 	@SRE_ROLLBACK_DR_SCENARIOS=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -s tests/integration/test_level5.py $(PYTEST_ARGS)
 
 # ansible-test sanity on the collection (scripts/ansible-test-sanity: controller tests on the
-# venv's Python, host tests on Python 3.11). make test runs all but pylint (sanity-fast: 13.5 s
-# at load 1, 40 s at load 9); make sanity runs every test. pylint alone: 21 s at load 0.9,
-# 51 s at load 2, 127 s at load 13 on this shared 2-core machine; it cannot be cut down
-# (ansible-test refuses --python with --controller/--target-python, and the 3.11 host run is
-# the modules' floor). Ruff does not replace it: pylint's ansible-bad-function and friends
-# are the collection's rules. It belongs in make test (~21 s on an idle CI machine) once it
-# passes: today it fails on plugins/modules/dr_restore_files.py:150 (subprocess.run in a
-# module, not run_command), which would fail every make test.
+# venv's Python, host tests on Python 3.11). make test runs every test, pylint included
+# (make sanity: 29 s at load ~1; pylint alone 21 s at load 0.9, 127 s at load 13): pylint's
+# ansible-bad-function and friends are the collection's rules and ruff does not replace them.
+# It cannot be cut down (ansible-test refuses --python with --controller/--target-python, and
+# the 3.11 host run is the modules' floor). sanity-fast skips pylint, for quick local runs.
 # awx.awx for playbooks/awx-configure.yml and rollbackctl awx validate's lint, taken out of
 # the ansible 12.x wheel from PyPI into .collections-awx/ (the venv's ansible-core unchanged).
 .PHONY: awx-collection

@@ -100,7 +100,6 @@ timings:
 import json
 import os
 import shutil
-import subprocess
 import time
 from typing import Any
 
@@ -141,22 +140,22 @@ def aside_name(path: str, suffix: str) -> str:
     return name
 
 
-def restic_restore(p: dict[str, Any], target: str) -> None:
+def restic_restore(module: AnsibleModule, p: dict[str, Any], target: str) -> None:
     argv = ["restic"]
     for option in p["restic_options"]:
         argv += ["-o", option]
     argv += ["restore", p["snapshot"], "--verify", "--target", target]
-    env = dict(os.environ, **{k: str(v) for k, v in p["environment"].items()})
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
+    env = {k: str(v) for k, v in p["environment"].items()}
+    rc, _out, err = module.run_command(argv, environ_update=env)
+    if rc != 0:
         raise RestoreError(
             f"restic restore of snapshot {p['snapshot']} ({p['part']}) failed "
-            f"(exit {proc.returncode}): {proc.stderr.strip()[-800:]}. Nothing was swapped in; "
+            f"(exit {rc}): {err.strip()[-800:]}. Nothing was swapped in; "
             "check the repository (restic check --read-data) and run level 5 again."
         )
 
 
-def restore(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
+def restore(module: AnsibleModule, p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     trees: dict[str, Any] = p["trees"]
     wanted = {path: t for path, t in trees.items() if t.get("exists")}
     timings: dict[str, float] = {}
@@ -176,7 +175,7 @@ def restore(p: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     if os.path.lexists(stage):
         shutil.rmtree(stage)
     os.makedirs(stage, mode=0o700)
-    restic_restore(p, stage)
+    restic_restore(module, p, stage)
     timings["restore"] = round(time.monotonic() - t0, 3)
     t1 = time.monotonic()
     bad = mismatches(wanted, stage)
@@ -226,7 +225,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     try:
-        result = restore(dict(module.params), module.check_mode)
+        result = restore(module, dict(module.params), module.check_mode)
     except (RestoreError, OSError) as error:
         module.fail_json(msg=str(error))
     module.exit_json(**result)
