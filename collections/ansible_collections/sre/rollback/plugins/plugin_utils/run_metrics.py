@@ -31,6 +31,7 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.policy import (
     LEVEL_NAMES,
     InputError,
     Policy,
+    duration_parts,
     format_duration,
     parse_duration,
 )
@@ -149,12 +150,9 @@ def human_duration(seconds: float | None) -> str:
     """``15 minutes``, ``1 hour``, ``1 hour 30 minutes``, ``45 seconds``: for messages."""
     if seconds is None:
         return "unknown"
-    remaining = round(seconds)
-    parts = []
-    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+    parts = [
+        f"{count} {unit}{'s' if count != 1 else ''}" for count, unit in duration_parts(seconds)
+    ]
     return " ".join(parts[:2]) or "0 seconds"
 
 

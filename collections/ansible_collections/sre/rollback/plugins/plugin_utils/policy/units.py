@@ -86,17 +86,23 @@ def _parse_duration_text(text: str, original: Any) -> float:
     return round(total, 3)
 
 
+def duration_parts(seconds: float) -> list[tuple[int, str]]:
+    """Whole seconds split into (count, unit) from days down, zero counts left out:
+    5400 -> ``[(1, "hour"), (30, "minute")]``. The one split both formats below use."""
+    remaining = round(seconds)
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append((count, unit))
+    return parts
+
+
 def format_duration(seconds: float) -> str:
     """Short text for seconds: 5400 -> ``1h30m``, 90 -> ``1m30s``, 0.5 -> ``0.5s``."""
     if 0 < seconds < 60 and seconds != int(seconds):
         return f"{seconds:g}s"
-    remaining = round(seconds)
-    parts = []
-    for suffix, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count}{suffix}")
-    return "".join(parts) or "0s"
+    return "".join(f"{count}{unit[0]}" for count, unit in duration_parts(seconds)) or "0s"
 
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%?")
