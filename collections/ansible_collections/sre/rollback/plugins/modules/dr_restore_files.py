@@ -17,7 +17,8 @@ description:
   - Otherwise restores the restic snapshot into a staging directory with C(restic restore
     --verify), checks every directory's digest against the manifest, and only then swaps
     each one in - what was there is renamed to C(<dir>.<aside_suffix>) beside it, never
-    deleted - and checks the digests once more in place.
+    deleted. A directory renamed into place is the verified one itself (same device and
+    inode, checked); one that had to be copied across filesystems is digested again in place.
   - restic reads its repository and password from I(environment) (C(RESTIC_REPOSITORY),
     C(RESTIC_PASSWORD_FILE)); the password is never on a command line.
 author:
@@ -91,6 +92,11 @@ already:
   description: True when every directory already matched the manifest (nothing done).
   returned: always
   type: bool
+copied:
+  description: Directories copied into place across filesystems (digested again there), not renamed.
+  returned: when changed
+  type: list
+  elements: str
 timings:
   description: Seconds spent restoring, verifying and swapping.
   returned: always
@@ -188,16 +194,24 @@ def restore(module: AnsibleModule, p: dict[str, Any], check_mode: bool) -> dict[
     timings["verify"] = round(time.monotonic() - t1, 3)
     t2 = time.monotonic()
     result["changed"] = True
+    copied = {}
     for path in wanted:
         if os.path.lexists(path):
             kept = aside_name(path, p["aside_suffix"])
             os.rename(path, kept)
             result["set_aside"][path] = kept
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        verified = os.stat(staged_path(stage, path))
         shutil.move(staged_path(stage, path), path)
         result["restored"].append(path)
+        # A rename keeps the verified directory itself (same device and inode): its digest
+        # holds. shutil.move copies across filesystems: a copy is digested again in place.
+        moved = os.stat(path)
+        if (moved.st_dev, moved.st_ino) != (verified.st_dev, verified.st_ino):
+            copied[path] = wanted[path]
     shutil.rmtree(stage)
-    bad = mismatches(wanted)
+    result["copied"] = sorted(copied)
+    bad = mismatches(copied)
     if bad:
         raise RestoreError(f"part {p['part']}: in place, the files differ: {'; '.join(bad)}")
     timings["swap"] = round(time.monotonic() - t2, 3)
