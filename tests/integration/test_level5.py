@@ -284,6 +284,18 @@ def test_wiped_hosts_are_rebuilt_from_the_backups_alone(dr_rig: Any, tmp_path: P
     )
 
 
+def test_archiving_holds_from_every_start_of_postgresql(dr_rig: Any) -> None:
+    """A start by anyone (systemd's here, as after a reboot) archives every archive_timeout
+    from its first minute: PostgreSQL 15's checkpointer otherwise waits a checkpoint_timeout
+    (5 min) first. The rebuilt database host got the unit's drop-in from level 5."""
+    dr = dr_rig
+    on(dr, "h1", "systemctl restart postgresql@15-main")
+    writing = sql(dr, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    time.sleep(ARCHIVED)
+    assert sql(dr, "SELECT last_archived_wal FROM pg_stat_archiver") >= writing
+    assert health(dr) == "200"
+
+
 def test_pitr_restores_exactly_the_rows_up_to_the_time(dr_rig: Any, tmp_path: Path) -> None:
     dr = dr_rig
     place_orders(dr, 3)
