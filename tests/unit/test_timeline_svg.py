@@ -8,10 +8,12 @@ import xml.etree.ElementTree as ET  # our own output, parsed back
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from ansible_collections.sre.rollback.plugins.plugin_utils import run_records
 from rollbackctl.cli import main
+from rollbackctl.commands import report as report_command
 from rollbackctl.report import render_report
 from rollbackctl.timeline_svg import incident_svg
 from tests.unit.test_report import make_record, write
@@ -129,3 +131,27 @@ def test_the_report_command_draws_the_levels_an_emergency_ran(tmp_path: Path) ->
     lanes = {lane for lane, _phase in phases_of(root)}
     assert {"L3 h2", "L3 h3", "L4 h2", "L4 h3"} <= lanes
     assert ("L4 h2", "restore") in phases_of(root)
+
+
+def test_on_a_terminal_the_report_says_how_to_draw_the_picture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    write(runs, with_observations(make_record()))
+    hint = "- Picture: `rollbackctl report 20261129T101500Z-l3-abc123 -f html -o incident.html`"
+    runner = CliRunner()
+    piped = runner.invoke(main, ["report", "--records", str(runs)])
+    assert "<svg" in piped.stdout and hint not in piped.stdout  # a file or a pipe: drawn
+    monkeypatch.setattr(report_command, "to_terminal", lambda: True)
+    shown = runner.invoke(main, ["report", "--records", str(runs)])
+    assert shown.exit_code == 0 and "<svg" not in shown.stdout
+    assert hint in shown.stdout and shown.stdout.index(hint) < shown.stdout.index("### Impact")
+    forced = runner.invoke(main, ["report", "--records", str(runs), "--picture"])
+    assert "<svg" in forced.stdout
+    saved = tmp_path / "report.md"
+    runner.invoke(main, ["report", "--records", str(runs), "-o", str(saved)])
+    assert "<svg" in saved.read_text()  # written to a file: drawn
+    runner.invoke(
+        main, ["report", "--records", str(runs), "--no-picture", "-f", "html", "-o", str(saved)]
+    )
+    assert "<svg" in saved.read_text()  # a page always has it

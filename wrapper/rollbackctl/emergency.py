@@ -354,4 +354,6 @@ def _finish(
     warn_failed_deliveries(notifier, console)
     record_messages(record, notifier.sent, notifier.notes())
     records.add(last.record_path, record, redactor)
-    result.report = render_report(record, "markdown")
+    # Printed on the terminal or in a job log: no inline SVG (the report says how to draw it,
+    # every level of the escalation included: rollbackctl report).
+    result.report = render_report(record, "markdown", picture=False)

@@ -29,6 +29,7 @@ from ansible_collections.sre.rollback.plugins.plugin_utils.run_metrics import (
     parse_time,
     violations,
 )
+from rollbackctl import records
 from rollbackctl.timeline_svg import incident_svg
 
 FORMATS = {
@@ -79,10 +80,11 @@ def cell(value: Any) -> str:
 
 
 def report_view(
-    record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = ()
+    record: Mapping[str, Any], related: Sequence[Mapping[str, Any]] = (), picture: bool = True
 ) -> dict[str, Any]:
     """``related``: the records of the incident's earlier levels (an escalation), drawn in
-    the timeline picture before this one."""
+    the timeline picture before this one. Without ``picture`` the report says how to get
+    it instead (an inline SVG is noise on a terminal or in a job log)."""
     metrics = record.get("metrics") or {}
     timeline = record.get("timeline") or {}
     return {
@@ -95,7 +97,7 @@ def report_view(
             ("Started", when(timeline.get("started"))),
             ("Completed", _completed_line(record, timeline)),
         ],
-        "picture": incident_svg([*related, record]),
+        "picture": incident_svg([*related, record]) if picture else "",
         "impact": [
             ("Users affected", _users(metrics)),
             ("Duration", _measure_text(metrics.get("total_downtime"))),
@@ -341,9 +343,10 @@ def render_report(
     fmt: str = "markdown",
     template: Path | None = None,
     related: Sequence[Mapping[str, Any]] = (),
+    picture: bool = True,
 ) -> str:
     """The record rendered with the format's template, or ``template`` instead; ``html`` is
-    the Markdown as a page."""
+    the Markdown as a page (always with its picture)."""
     if fmt not in FORMATS:
         raise TemplateProblem(f"unknown format {fmt!r}: use {', '.join(FORMATS)}")
     if record.get("schema", 0) >= 1 and "hosts" in record:
@@ -351,7 +354,8 @@ def render_report(
     env = environment(template, autoescape=fmt == "junit")
     name = template.name if template is not None else FORMATS[fmt]
     try:
-        text = env.get_template(name).render(record=record, view=report_view(record, related))
+        view = report_view(record, related, picture or fmt == "html")
+        text = env.get_template(name).render(record=record, view=view)
     except jinja2.TemplateNotFound:
         raise TemplateProblem(f"template {template or name} not found") from None
     except jinja2.TemplateError as error:
@@ -371,3 +375,18 @@ def html_page(markdown: str, title: str) -> str:
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>"
         f"</head><body>\n{body}</body></html>\n"
     )
+
+
+def earlier_levels(directory: Path, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The records of the levels an emergency ran before this one (its escalation), for the
+    timeline picture; a record that is gone is left out."""
+    found = []
+    for step in record.get("escalation") or []:
+        run_id = step.get("run_id") if isinstance(step, dict) else None
+        if not run_id or run_id == record.get("run_id"):
+            continue
+        try:
+            found.append(records.find(directory, str(run_id))[1])
+        except records.RecordNotFound:
+            continue
+    return found

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -11,7 +11,7 @@ from rollbackctl import next_step, records, slices
 from rollbackctl.commands.options import BadInputError, project_of
 from rollbackctl.exits import exit_codes_help
 from rollbackctl.project import artifacts_dir, records_dir
-from rollbackctl.report import FORMATS, TemplateProblem, render_report
+from rollbackctl.report import FORMATS, TemplateProblem, earlier_levels, render_report
 
 EXIT_CODES_HELP = exit_codes_help(
     {
@@ -51,6 +51,12 @@ EXIT_CODES_HELP = exit_codes_help(
     help="Write the report to this file instead of stdout.",
 )
 @click.option(
+    "--picture/--no-picture",
+    default=None,
+    help="Markdown: draw the timeline picture (inline SVG). Default: drawn, except when the "
+    "report goes to a terminal (there it says how to get it).",
+)
+@click.option(
     "--project-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="The project checkout, to find <project>/.artifacts/runs.",
@@ -61,6 +67,7 @@ def report_command(
     records_path: Path | None,
     template: Path | None,
     output: Path | None,
+    picture: bool | None,
     project_dir: Path | None,
 ) -> None:
     """Render the run record RUN_ID (a unique prefix will do; default: the latest rollback
@@ -71,7 +78,10 @@ def report_command(
     try:
         _, record = records.find(directory, run_id)
         record = slices.merge(slices.slices_of(directory, record))  # a sliced AWX job: all
-        text = render_report(record, fmt, template, earlier_levels(directory, record))
+        if picture is None:
+            picture = output is not None or not to_terminal()
+        related = earlier_levels(directory, record)
+        text = render_report(record, fmt, template, related, picture=picture)
     except (records.RecordNotFound, TemplateProblem) as error:
         raise BadInputError(str(error)) from None
     closing = next_step.for_report(record)
@@ -83,16 +93,6 @@ def report_command(
     next_step.echo(closing, err=True)
 
 
-def earlier_levels(directory: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records of the levels an emergency ran before this one (its escalation), for the
-    timeline picture; a record that is gone is left out."""
-    found = []
-    for step in record.get("escalation") or []:
-        run_id = step.get("run_id") if isinstance(step, dict) else None
-        if not run_id or run_id == record.get("run_id"):
-            continue
-        try:
-            found.append(records.find(directory, str(run_id))[1])
-        except records.RecordNotFound:
-            continue
-    return found
+def to_terminal() -> bool:
+    """Whether stdout is a terminal (where an inline SVG is a screenful of noise)."""
+    return sys.stdout.isatty()
